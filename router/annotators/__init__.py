@@ -1,0 +1,1 @@
+"""Annotators: crowd and expert, their status and their keys."""

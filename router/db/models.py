@@ -1,0 +1,184 @@
+"""The tables: the database is the source of truth; Redis state is rebuilt from it."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "Annotator",
+    "ApiKey",
+    "Assignment",
+    "AuditEvent",
+    "GoldAnswer",
+    "Item",
+    "Label",
+    "Prediction",
+    "Project",
+    "RoutingConfigVersion",
+    "new_id",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """An opaque identifier: 96 random bits, no sequence and no time in it."""
+    return secrets.token_urlsafe(12)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    column = Column(DateTime(timezone=True), nullable=nullable, index=index)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utcnow, sa_column=column)
+
+
+class Project(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    label_schema: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    rubric_version: str = Field(max_length=100)
+    routing_version: int = 1
+    """The routing config version in force (a row of `routing_config`)."""
+    created_at: datetime = _ts()
+
+
+class RoutingConfigVersion(SQLModel, table=True):
+    __tablename__ = "routing_config"
+
+    project_id: str = Field(foreign_key="project.id", primary_key=True, max_length=32)
+    version: int = Field(primary_key=True)
+    config: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_by: str | None = Field(default=None, max_length=32)
+    """Key id of whoever made this version (None for the project's first)."""
+    updated_at: datetime = _ts()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True, max_length=32)
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    """SHA-256 of the key: keys are 256-bit random, so a fast hash is enough."""
+    role: str = Field(max_length=16)
+    project_id: str | None = Field(default=None, foreign_key="project.id", max_length=32)
+    annotator_id: str | None = Field(default=None, foreign_key="annotator.id", max_length=32)
+    name: str = Field(max_length=200)
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class Annotator(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    external_id: str = Field(max_length=200)
+    tier: str = Field(max_length=16)
+    status: str = Field(default="active", max_length=16)
+    status_reason: str | None = None
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Item(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        Index("ix_item_project_status_tier", "project_id", "status", "tier"),
+        Index("ix_item_project_created", "project_id", "created_at", "id"),
+        Index("ix_item_status_batch", "status", "batch_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", max_length=32)
+    external_id: str = Field(max_length=200)
+    batch_id: str = Field(max_length=32)
+    """The ingest request that stored it; one scoring job per batch."""
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    provenance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    is_gold: bool = False
+    status: str = Field(default="queued", max_length=16)
+    tier: str | None = Field(default=None, max_length=16)
+    uncertainty: float | None = None
+    disagreement: float | None = None
+    priority: float | None = None
+    labels_needed: int = 0
+    """Labels wanted from the item's tier before it can settle."""
+    n_labels: int = 0
+    consensus_label: str | None = None
+    consensus_confidence: float | None = None
+    routing_reason: str | None = None
+    config_version: int | None = None
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    routed_at: datetime | None = _ts(nullable=True)
+    settled_at: datetime | None = _ts(nullable=True)
+
+
+class Prediction(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="item.id", index=True, max_length=32)
+    model: str = Field(max_length=200)
+    model_version: str = Field(max_length=200)
+    probs: list[float] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class GoldAnswer(SQLModel, table=True):
+    __tablename__ = "gold_answer"
+
+    item_id: str = Field(foreign_key="item.id", primary_key=True, max_length=32)
+    answer: str = Field(max_length=200)
+    revision: int = 1
+    created_at: datetime = _ts()
+
+
+class Assignment(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("item_id", "annotator_id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    item_id: str = Field(foreign_key="item.id", index=True, max_length=32)
+    annotator_id: str = Field(foreign_key="annotator.id", index=True, max_length=32)
+    tier: str = Field(max_length=16)
+    status: str = Field(default="leased", max_length=16)
+    config_version: int
+    leased_at: datetime = _ts()
+    lease_expires_at: datetime = _ts()
+
+
+class Label(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    assignment_id: str = Field(foreign_key="assignment.id", unique=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    item_id: str = Field(foreign_key="item.id", index=True, max_length=32)
+    annotator_id: str = Field(foreign_key="annotator.id", index=True, max_length=32)
+    label: str = Field(max_length=200)
+    confidence: float | None = None
+    rationale: str | None = None
+    duration_ms: int | None = None
+    rubric_version: str = Field(max_length=100)
+    config_version: int
+    created_at: datetime = _ts()
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_project_created", "project_id", "created_at", "id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str | None = Field(default=None, max_length=32)
+    actor_key_id: str | None = Field(default=None, max_length=32)
+    actor_role: str = Field(max_length=16)
+    action: str = Field(max_length=64)
+    object_type: str = Field(max_length=32)
+    object_id: str = Field(max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()

@@ -1,0 +1,1 @@
+"""Items to label: ingest, read-out and listing."""

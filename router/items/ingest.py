@@ -1,0 +1,276 @@
+"""Parsing and validating an ingest request: all items are checked before anything is stored.
+
+Every problem of every item is collected, so a producer fixes a batch in one round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from router.errors import ClientError, InvalidInput, PayloadTooLarge
+from router.projects.label_schema import LabelSchema
+
+__all__ = ["IngestItem", "ItemPrediction", "parse_items_body"]
+
+_ITEM_FIELDS = frozenset({"external_id", "payload", "predictions", "provenance"})
+_PREDICTION_FIELDS = frozenset({"model", "model_version", "probs"})
+_PROVENANCE_STRINGS = ("source", "license", "trace_id", "assistant_model")
+_MAX_ID_LEN = 200
+_MAX_MODEL_LEN = 200
+_SUM_TOLERANCE = 1e-6
+_MAX_COMMITTEE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPrediction:
+    model: str
+    model_version: str
+    probs: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    external_id: str
+    payload: dict[str, Any]
+    predictions: list[ItemPrediction]
+    provenance: dict[str, Any] | None
+
+
+def parse_items_body(
+    body: bytes,
+    *,
+    ndjson: bool,
+    schema: LabelSchema,
+    max_payload_bytes: int,
+    max_items: int,
+) -> list[IngestItem]:
+    """Decode and validate a whole request; raise before anything could be stored.
+
+    Raises:
+        ClientError: The body is not JSON (or a JSON object with `items`) at all.
+        InvalidInput: Any item breaks a rule; `extra` lists index, field and message of each.
+        PayloadTooLarge: An item's payload is over the configured limit.
+    """
+    problems: list[dict[str, Any]] = []
+    raw_items = _decode_ndjson(body, problems) if ndjson else _decode_json(body)
+    if len(raw_items) > max_items:
+        msg = (
+            f"a request may carry at most {max_items} items, this one has {len(raw_items)}; "
+            "split it into several requests"
+        )
+        raise PayloadTooLarge(msg)
+    items: list[IngestItem] = []
+    for index, raw in enumerate(raw_items):
+        if raw is _UNDECODABLE:
+            continue
+        item = _validate_item(index, raw, schema, max_payload_bytes, problems)
+        if item is not None:
+            items.append(item)
+    if problems:
+        n_bad = len({p["index"] for p in problems})
+        msg = (
+            f"{n_bad} of {len(raw_items)} items are invalid; nothing was stored. "
+            "Fix the items listed in 'extra' and send the request again"
+        )
+        raise InvalidInput(msg, extra=problems)
+    if not items:
+        raise InvalidInput("the request has no items; send at least one", extra=[])
+    return items
+
+
+_UNDECODABLE = object()
+
+
+def _decode_json(body: bytes) -> list[Any]:
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        msg = (
+            f'the body is not valid JSON ({exc}); send {{"items": [...]}} or NDJSON with '
+            "Content-Type: application/x-ndjson"
+        )
+        raise ClientError(msg) from None
+    if not isinstance(doc, dict) or "items" not in doc:
+        raise InvalidInput(
+            'the body must be a JSON object {"items": [ITEM, ...]}',
+            extra=[{"index": None, "field": "items", "message": "missing"}],
+        )
+    extra_keys = sorted(set(doc) - {"items"})
+    if extra_keys:
+        raise InvalidInput(
+            f"unknown top-level field(s): {', '.join(extra_keys)}",
+            extra=[{"index": None, "field": k, "message": "unknown field"} for k in extra_keys],
+        )
+    items = doc["items"]
+    if not isinstance(items, list):
+        raise InvalidInput(
+            "'items' must be a list of items",
+            extra=[{"index": None, "field": "items", "message": "must be a list"}],
+        )
+    return items
+
+
+def _decode_ndjson(body: bytes, problems: list[dict[str, Any]]) -> list[Any]:
+    items: list[Any] = []
+    decoder = msgspec.json.Decoder()
+    for line_no, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(decoder.decode(line))
+        except msgspec.DecodeError as exc:
+            problems.append(
+                {
+                    "index": len(items),
+                    "field": "",
+                    "message": f"line {line_no} is not valid JSON: {exc}",
+                }
+            )
+            items.append(_UNDECODABLE)
+    return items
+
+
+def _validate_item(
+    index: int,
+    raw: Any,
+    schema: LabelSchema,
+    max_payload_bytes: int,
+    problems: list[dict[str, Any]],
+) -> IngestItem | None:
+    def bad(field: str, message: str) -> None:
+        problems.append({"index": index, "field": field, "message": message})
+
+    if not isinstance(raw, dict):
+        bad("", f"an item must be a JSON object, got {_json_type(raw)}")
+        return None
+    n_before = len(problems)
+    for name in sorted(set(raw) - _ITEM_FIELDS):
+        bad(name, "unknown field; an item has external_id, payload, predictions, provenance")
+
+    external_id = raw.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip():
+        bad("external_id", "required: a non-empty string")
+    elif len(external_id) > _MAX_ID_LEN:
+        bad("external_id", f"at most {_MAX_ID_LEN} characters")
+
+    payload = raw.get("payload")
+    if not isinstance(payload, dict):
+        bad("payload", f"required: a JSON object, got {_json_type(payload)}")
+    else:
+        size = len(msgspec.json.encode(payload))
+        if size > max_payload_bytes:
+            msg = (
+                f"item {index}: payload is {size} bytes, over the limit of {max_payload_bytes} "
+                "bytes (ROUTER_MAX_PAYLOAD_BYTES); nothing was stored"
+            )
+            raise PayloadTooLarge(msg, extra=[{"index": index, "field": "payload"}])
+
+    predictions = _validate_predictions(raw.get("predictions"), schema, bad)
+
+    provenance = raw.get("provenance")
+    if provenance is not None:
+        if not isinstance(provenance, dict):
+            bad("provenance", f"must be a JSON object, got {_json_type(provenance)}")
+        else:
+            for key in _PROVENANCE_STRINGS:
+                value = provenance.get(key)
+                if value is not None and not isinstance(value, str):
+                    bad(f"provenance.{key}", f"must be a string, got {_json_type(value)}")
+
+    if len(problems) > n_before:
+        return None
+    assert isinstance(external_id, str)
+    assert isinstance(payload, dict)
+    return IngestItem(
+        external_id=external_id,
+        payload=payload,
+        predictions=predictions,
+        provenance=provenance,
+    )
+
+
+def _validate_predictions(raw: Any, schema: LabelSchema, bad: Any) -> list[ItemPrediction]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        bad("predictions", f"must be a list, got {_json_type(raw)}")
+        return []
+    if len(raw) > _MAX_COMMITTEE:
+        bad("predictions", f"at most {_MAX_COMMITTEE} models per item")
+        return []
+    out: list[ItemPrediction] = []
+    seen: set[tuple[str, str]] = set()
+    for m, pred in enumerate(raw):
+        where = f"predictions[{m}]"
+        if not isinstance(pred, dict):
+            bad(where, f"must be an object, got {_json_type(pred)}")
+            continue
+        for name in sorted(set(pred) - _PREDICTION_FIELDS):
+            bad(f"{where}.{name}", "unknown field; a prediction has model, model_version, probs")
+        model, version = pred.get("model"), pred.get("model_version")
+        ok = True
+        for field, value in (("model", model), ("model_version", version)):
+            if not isinstance(value, str) or not value.strip():
+                bad(f"{where}.{field}", "required: a non-empty string")
+                ok = False
+            elif len(value) > _MAX_MODEL_LEN:
+                bad(f"{where}.{field}", f"at most {_MAX_MODEL_LEN} characters")
+                ok = False
+        if ok:
+            assert isinstance(model, str)
+            assert isinstance(version, str)
+            if (model, version) in seen:
+                bad(f"{where}.model", f"model {model!r} {version!r} appears twice")
+                ok = False
+            seen.add((model, version))
+        probs = _validate_probs(pred.get("probs"), schema, f"{where}.probs", bad)
+        if ok and probs is not None:
+            out.append(ItemPrediction(model=str(model), model_version=str(version), probs=probs))
+    return out
+
+
+def _validate_probs(raw: Any, schema: LabelSchema, where: str, bad: Any) -> list[float] | None:
+    noun = "class" if schema.kind == "categorical" else "level"
+    if not isinstance(raw, list):
+        bad(where, f"required: a list of {schema.k} probabilities, one per {noun}")
+        return None
+    if len(raw) != schema.k:
+        bad(
+            where, f"has {len(raw)} entries; the schema has {schema.k} ({', '.join(schema.labels)})"
+        )
+        return None
+    values: list[float] = []
+    for v in raw:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            bad(where, f"entries must be numbers, got {_json_type(v)}")
+            return None
+        f = float(v)
+        if not math.isfinite(f) or f < 0:
+            bad(where, f"entries must be finite and >= 0, got {v}")
+            return None
+        values.append(f)
+    total = math.fsum(values)
+    if abs(total - 1.0) > _SUM_TOLERANCE:
+        bad(where, f"must sum to 1 (within {_SUM_TOLERANCE:g}), sums to {total:.9g}")
+        return None
+    return values
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

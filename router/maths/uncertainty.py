@@ -1,0 +1,123 @@
+"""Uncertainty of a mean prediction: least confidence, margin and normalized entropy.
+
+Every measure takes a batch of mean predictions ``pbar`` shaped (N, K) (rows sum to 1, K >= 2)
+and returns an (N,) float64 array in [0, 1], where 0 means certain and 1 means maximally unsure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import NDArray
+
+__all__ = [
+    "UNCERTAINTY_MEASURES",
+    "as_probability_batch",
+    "entropy",
+    "least_confidence",
+    "margin",
+    "shannon_entropy",
+]
+
+
+def as_probability_batch(p: npt.ArrayLike, ndim: int, name: str = "p") -> NDArray[np.float64]:
+    """Converts ``p`` to float64 and checks its shape.
+
+    Args:
+        p: Array of probability rows, last axis over the K classes.
+        ndim: The number of dimensions ``p`` must have.
+        name: The argument's name, used in error messages.
+
+    Returns:
+        ``p`` as a float64 array (not copied when it already is one).
+
+    Raises:
+        ValueError: If ``p`` does not have ``ndim`` dimensions or has fewer than 2 classes.
+    """
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.shape[-1] < 2:
+        raise ValueError(f"{name} must have at least 2 classes on its last axis, got {arr.shape}")
+    return arr
+
+
+def shannon_entropy(p: npt.ArrayLike) -> NDArray[np.float64]:
+    """Shannon entropy in nats along the last axis.
+
+    Args:
+        p: Probabilities, any shape ``(..., K)``.
+
+    Returns:
+        Array of shape ``(...)`` with ``-sum_k p_k log p_k``.
+    """
+    arr = np.asarray(p, dtype=np.float64)
+    positive = arr > 0
+    # 0 * log 0 = 0 by continuity. Taking the log of 1 where p is not positive keeps np.log from
+    # emitting divide-by-zero / invalid-value warnings, and the mask zeroes those terms.
+    logs = np.log(np.where(positive, arr, 1.0))
+    terms = np.where(positive, arr * logs, 0.0)
+    result: NDArray[np.float64] = -terms.sum(axis=-1)
+    return result
+
+
+def least_confidence(pbar: npt.ArrayLike) -> NDArray[np.float64]:
+    """Least confidence ``1 - max_k pbar_k``.
+
+    Args:
+        pbar: Mean predictions, shape (N, K), rows summing to 1.
+
+    Returns:
+        Scores of shape (N,) in [0, 1 - 1/K].
+    """
+    p = as_probability_batch(pbar, 2, "pbar")
+    # Clip guards against rows that sum to slightly more than 1 after rounding.
+    result: NDArray[np.float64] = np.clip(1.0 - p.max(axis=1), 0.0, 1.0)
+    return result
+
+
+def margin(pbar: npt.ArrayLike) -> NDArray[np.float64]:
+    """Margin uncertainty ``1 - (p(1) - p(2))`` of the two most probable classes.
+
+    Args:
+        pbar: Mean predictions, shape (N, K), rows summing to 1.
+
+    Returns:
+        Scores of shape (N,) in [0, 1]; 1 when the top two classes tie.
+    """
+    p = as_probability_batch(pbar, 2, "pbar")
+    k = p.shape[1]
+    # A partial sort is enough: after partitioning at K-2 and K-1 the last two columns hold the
+    # second-largest and the largest value, in that order.
+    top = np.partition(p, (k - 2, k - 1), axis=1)
+    result: NDArray[np.float64] = np.clip(1.0 - (top[:, -1] - top[:, -2]), 0.0, 1.0)
+    return result
+
+
+def entropy(pbar: npt.ArrayLike) -> NDArray[np.float64]:
+    """Normalized Shannon entropy ``H(pbar) / log K``.
+
+    Args:
+        pbar: Mean predictions, shape (N, K), rows summing to 1.
+
+    Returns:
+        Scores of shape (N,) in [0, 1]; 1 for a uniform row, 0 for a one-hot row.
+    """
+    p = as_probability_batch(pbar, 2, "pbar")
+    # Clip: a uniform row can come out a few ulps above log K.
+    result: NDArray[np.float64] = np.clip(shannon_entropy(p) / np.log(p.shape[1]), 0.0, 1.0)
+    return result
+
+
+UNCERTAINTY_MEASURES: Mapping[str, Callable[[npt.ArrayLike], NDArray[np.float64]]] = (
+    MappingProxyType(
+        {
+            "entropy": entropy,
+            "least_confidence": least_confidence,
+            "margin": margin,
+        }
+    )
+)

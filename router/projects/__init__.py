@@ -1,0 +1,1 @@
+"""Projects (a label schema, a rubric and a routing config) and their API keys."""

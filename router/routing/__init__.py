@@ -1,0 +1,1 @@
+"""Routing: the routing config model and the pure routing decision."""

@@ -1,0 +1,468 @@
+"""The routing config: its pydantic model, loading, validation and project overrides.
+
+The default policy lives in ``config/routing.yaml``; every project starts from it and may
+override any field.  Validation reports every problem at once, each with the dotted path of the
+offending field and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DEFAULT_CONFIG_PATH",
+    "ConfigProblem",
+    "CostsConfig",
+    "ExpertsConfig",
+    "LabelsConfig",
+    "RoutingConfig",
+    "RoutingConfigInvalid",
+    "ScoringConfig",
+    "ThresholdsConfig",
+    "check_config_file",
+    "load_default_config",
+    "merge_overrides",
+    "parse_config",
+]
+
+CONFIG_ENV_VAR = "ROUTER_ROUTING_CONFIG"
+"""Environment variable naming a YAML file to use instead of the shipped default policy."""
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "routing.yaml"
+"""The shipped default routing policy."""
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+class ScoringConfig(BaseModel):
+    """How items are scored: uncertainty and disagreement measures and their blend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    uncertainty: Literal["least_confidence", "margin", "entropy"]
+    """Measure of model uncertainty on the committee's mean prediction (all in [0, 1])."""
+
+    disagreement: Literal["vote_entropy", "jensen_shannon"]
+    """Measure of committee disagreement (0 when the committee has one model)."""
+
+    uncertainty_weight: float = Field(ge=0.0, allow_inf_nan=False, strict=True)
+    """Weight of uncertainty in the priority blend (≥ 0)."""
+
+    disagreement_weight: float = Field(ge=0.0, allow_inf_nan=False, strict=True)
+    """Weight of disagreement in the priority blend (≥ 0)."""
+
+    neutral_priority: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Priority given to items that arrive without model predictions, in [0, 1]."""
+
+    @model_validator(mode="after")
+    def _weights_not_both_zero(self) -> Self:
+        if self.uncertainty_weight == 0.0 and self.disagreement_weight == 0.0:
+            raise ValueError(
+                "uncertainty_weight and disagreement_weight are both 0; "
+                "at least one must be positive so that priority is defined"
+            )
+        return self
+
+
+class ThresholdsConfig(BaseModel):
+    """Score thresholds that decide auto-acceptance and expert routing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    auto_max_uncertainty: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Auto-accept only when uncertainty is at most this, in [0, 1]."""
+
+    auto_max_disagreement: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Auto-accept only when committee disagreement is at most this, in [0, 1]."""
+
+    expert_min_priority: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Items whose priority is at least this go to the expert tier (within capacity)."""
+
+
+class LabelsConfig(BaseModel):
+    """How many labels each tier is asked for before an item can settle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    crowd_target: int = Field(ge=1, strict=True)
+    """Crowd labels wanted for an ordinary item (≥ 1)."""
+
+    expert_target: int = Field(ge=1, strict=True)
+    """Expert labels wanted for an item routed to the expert tier (≥ 1)."""
+
+    crowd_overflow_target: int = Field(ge=1, strict=True)
+    """Crowd labels wanted for a hard item the expert tier had no room for (≥ crowd_target)."""
+
+    @field_validator("crowd_overflow_target")
+    @classmethod
+    def _overflow_at_least_crowd(cls, value: int, info: ValidationInfo) -> int:
+        crowd_target = info.data.get("crowd_target")
+        if isinstance(crowd_target, int) and value < crowd_target:
+            raise ValueError(
+                f"must be at least crowd_target ({crowd_target}), got {value}: a hard item "
+                "the experts had no room for needs at least as many crowd labels as an "
+                "ordinary one"
+            )
+        return value
+
+
+class CostsConfig(BaseModel):
+    """Cost of one label in each tier, in the project's own unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    crowd: float = Field(ge=0.0, allow_inf_nan=False, strict=True)
+    """Cost of one crowd label (≥ 0)."""
+
+    expert: float = Field(ge=0.0, allow_inf_nan=False, strict=True)
+    """Cost of one expert label (≥ 0)."""
+
+
+class ExpertsConfig(BaseModel):
+    """Limits of the expert tier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    capacity: int = Field(ge=0, strict=True)
+    """The most open (routed, not yet settled) items the expert tier may hold at once."""
+
+
+class RoutingConfig(BaseModel):
+    """A complete routing policy (the root of ``config/routing.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    scoring: ScoringConfig
+    """How items are scored."""
+
+    thresholds: ThresholdsConfig
+    """Thresholds for auto-acceptance and expert routing."""
+
+    spot_check_fraction: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Fraction of auto-accept candidates sent to the crowd instead, as a spot check."""
+
+    labels: LabelsConfig
+    """Labels wanted from each tier before an item can settle."""
+
+    costs: CostsConfig
+    """Cost of one label in each tier."""
+
+    experts: ExpertsConfig
+    """Limits of the expert tier."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the config as a plain, JSON-able dict (same shape as the YAML file)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a routing config.
+
+    Attributes:
+        path: Dotted path of the offending field, e.g. ``"thresholds.auto_max_uncertainty"``;
+            ``""`` for the document (or file) as a whole.
+        message: What is wrong, in words a person can act on.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(root)'}: {self.message}"
+
+
+class RoutingConfigInvalid(Exception):
+    """A routing config failed validation.
+
+    Attributes:
+        problems: Every problem found, in document order.
+    """
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return f"a boolean ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """Return the model class found by following ``loc`` from the root, if any."""
+    model: type[BaseModel] = RoutingConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """Turn one pydantic error into a message a person can act on."""
+    kind = str(error.get("type", ""))
+    loc = tuple(error.get("loc", ()))
+    value = error.get("input")
+    msg = str(error.get("msg", ""))
+    ctx = error.get("ctx") or {}
+
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent is not None else ""
+        text = f"unknown field {str(loc[-1])!r}" if loc else "unknown field"
+        return f"{text}; allowed here: {allowed}" if allowed else text
+    if kind == "missing":
+        return "required field is missing"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"must be a mapping of fields, got {_type_name(value)}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}, got {_type_name(value)}"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        symbol = {
+            "greater_than_equal": ("≥", "ge"),
+            "greater_than": (">", "gt"),
+            "less_than_equal": ("≤", "le"),
+            "less_than": ("<", "lt"),
+        }[kind]
+        return f"must be {symbol[0]} {ctx.get(symbol[1])}, got {value!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value!r}"
+    if kind in {"int_type", "int_from_float", "int_parsing"}:
+        return f"must be a whole number, got {_type_name(value)}"
+    if kind in {"float_type", "float_parsing"}:
+        return f"must be a number, got {_type_name(value)}"
+    if kind in {"string_type"}:
+        return f"must be a string, got {_type_name(value)}"
+    if kind == "value_error":
+        error_obj = ctx.get("error")
+        return str(error_obj) if error_obj is not None else msg.removeprefix("Value error, ")
+    return f"{msg} (got {_type_name(value)})"
+
+
+def _problems(error: ValidationError) -> list[ConfigProblem]:
+    return [
+        ConfigProblem(
+            path=".".join(str(part) for part in e["loc"]),
+            message=_message(e),
+        )
+        for e in error.errors(include_url=False)
+    ]
+
+
+def parse_config(data: object) -> RoutingConfig:
+    """Validate a complete routing config mapping.
+
+    Args:
+        data: The parsed document (e.g. from YAML or JSON).
+
+    Returns:
+        The validated, immutable config.
+
+    Raises:
+        RoutingConfigInvalid: Listing every problem found, not just the first.
+    """
+    if not isinstance(data, Mapping):
+        raise RoutingConfigInvalid(
+            [
+                ConfigProblem(
+                    "",
+                    "the routing config must be a mapping of sections (scoring, thresholds, "
+                    f"spot_check_fraction, labels, costs, experts), got {_type_name(data)}",
+                )
+            ]
+        )
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise RoutingConfigInvalid(
+            [ConfigProblem("", f"field names must be strings, got {k!r}") for k in bad_keys]
+        )
+    try:
+        return RoutingConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise RoutingConfigInvalid(_problems(exc)) from None
+
+
+def _deep_merge(base: Mapping[str, Any], overrides: Mapping[Hashable, Any]) -> dict[Any, Any]:
+    merged: dict[Any, Any] = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_overrides(base: RoutingConfig, overrides: object) -> RoutingConfig:
+    """Deep-merge partial overrides into a config and validate the result.
+
+    Nested mappings merge field by field; anything else replaces the base value.
+
+    Args:
+        base: The config to start from (usually the default policy).
+        overrides: A partial mapping shaped like the config, e.g.
+            ``{"thresholds": {"expert_min_priority": 0.8}}``. ``None`` means no overrides.
+
+    Returns:
+        The merged, validated config.
+
+    Raises:
+        RoutingConfigInvalid: If the overrides are not a mapping, name unknown fields (their
+            dotted paths are reported) or make the result invalid.
+    """
+    if overrides is None:
+        return base
+    if not isinstance(overrides, Mapping):
+        raise RoutingConfigInvalid(
+            [ConfigProblem("", f"overrides must be a mapping, got {_type_name(overrides)}")]
+        )
+    return parse_config(_deep_merge(base.as_dict(), overrides))
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects duplicate keys instead of keeping the last one."""
+
+
+def _construct_unique_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Hashable, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Hashable] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        if isinstance(key, Hashable):
+            seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def _read_yaml(path: Path) -> tuple[object, list[ConfigProblem]]:
+    """Read a YAML file; return (document, []) or (None, [the one problem])."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [ConfigProblem("", f"file not found: {path}")]
+    except IsADirectoryError:
+        return None, [ConfigProblem("", f"not a file: {path}")]
+    except UnicodeDecodeError as exc:
+        return None, [ConfigProblem("", f"{path} is not UTF-8 text ({exc.reason})")]
+    except OSError as exc:
+        return None, [ConfigProblem("", f"cannot read {path}: {exc.strerror or exc}")]
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader), []  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = "; ".join(part for part in (exc.context, exc.problem) if part) or "syntax error"
+        return None, [ConfigProblem("", f"invalid YAML in {path}{where}: {what}")]
+    except yaml.YAMLError as exc:
+        return None, [ConfigProblem("", f"invalid YAML in {path}: {exc}")]
+
+
+def check_config_file(path: Path) -> list[ConfigProblem]:
+    """Check a routing config file and return every problem found.
+
+    Backs ``labelrouter check-config FILE``.
+
+    Args:
+        path: The YAML file to check.
+
+    Returns:
+        Every problem found (an unreadable file or a YAML syntax error is one problem, with the
+        line and column in its message); an empty list when the file is a valid config.
+    """
+    data, problems = _read_yaml(Path(path))
+    if problems:
+        return problems
+    try:
+        parse_config(data)
+    except RoutingConfigInvalid as exc:
+        return exc.problems
+    return []
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(path: Path) -> RoutingConfig:
+    data, problems = _read_yaml(path)
+    if problems:
+        raise RoutingConfigInvalid(problems)
+    return parse_config(data)
+
+
+def load_default_config(path: Path | None = None) -> RoutingConfig:
+    """Load the default routing policy, cached per file.
+
+    Args:
+        path: The YAML file to load. Defaults to the file named by the ``ROUTER_ROUTING_CONFIG``
+            environment variable, else the repository's ``config/routing.yaml``.
+
+    Returns:
+        The validated, immutable config (the same object on every call for the same file).
+
+    Raises:
+        RoutingConfigInvalid: If the file is missing, is not valid YAML or is not a valid config.
+    """
+    if path is None:
+        from_env = os.environ.get(CONFIG_ENV_VAR)
+        path = Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+    return _load_cached(Path(path).expanduser().resolve())

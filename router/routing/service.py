@@ -1,0 +1,184 @@
+"""Scoring and routing a batch of stored items: the work of the scoring job.
+
+Reads the batch from the database, scores it with the pure maths, decides tiers with the pure
+policy, writes the outcome in one transaction, then puts the routed items on their tier queues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import bindparam, func, select, update
+from sqlmodel import Session, col
+
+from router.db.database import Database
+from router.db.models import Item, Prediction, Project, utcnow
+from router.maths.disagreement import priority as blend_priority
+from router.maths.disagreement import score_committee
+from router.projects.service import label_schema_of, routing_config
+from router.queueing.tier_queues import TierQueues
+from router.routing.config import RoutingConfig
+from router.routing.policy import TIER_AUTO, route
+
+__all__ = ["BatchScores", "expert_open_count", "route_batch", "score_items", "spot_check_draws"]
+
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """Scores of a batch, aligned with its items."""
+
+    pbar: list[NDArray[np.float64] | None]
+    """Committee mean per item (None without predictions)."""
+    uncertainty: NDArray[np.float64]
+    disagreement: NDArray[np.float64]
+    priority: NDArray[np.float64]
+    has_predictions: NDArray[np.bool_]
+
+
+def score_items(committees: list[NDArray[np.float64] | None], config: RoutingConfig) -> BatchScores:
+    """Score items whose committees (M x K arrays) may differ in size, vectorized per size."""
+    n = len(committees)
+    u = np.zeros(n)
+    d = np.zeros(n)
+    prio = np.full(n, config.scoring.neutral_priority)
+    has = np.array([c is not None for c in committees], dtype=bool)
+    pbar: list[NDArray[np.float64] | None] = [None] * n
+    by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, c in enumerate(committees):
+        if c is not None:
+            by_shape[c.shape].append(i)
+    s = config.scoring
+    for idx in by_shape.values():
+        stack = np.stack([committees[i] for i in idx])  # type: ignore[misc]
+        mean, uu, dd = score_committee(stack, s.uncertainty, s.disagreement)
+        ix = np.asarray(idx)
+        u[ix] = uu
+        d[ix] = dd
+        prio[ix] = blend_priority(uu, dd, s.uncertainty_weight, s.disagreement_weight)
+        for j, i in enumerate(idx):
+            pbar[i] = mean[j]
+    return BatchScores(pbar=pbar, uncertainty=u, disagreement=d, priority=prio, has_predictions=has)
+
+
+def spot_check_draws(item_ids: list[str], config_version: int) -> NDArray[np.float64]:
+    """A uniform draw per item, derived from its id: retries and replays decide the same way."""
+    out = np.empty(len(item_ids))
+    for i, item_id in enumerate(item_ids):
+        digest = hashlib.blake2b(f"{item_id}:{config_version}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "big") / 2.0**64
+    return out
+
+
+def expert_open_count(session: Session, project_id: str) -> int:
+    """Items the expert tier holds now: routed there and not settled."""
+    stmt = select(func.count()).where(
+        col(Item.project_id) == project_id,
+        col(Item.tier) == "expert",
+        col(Item.status) == "routed",
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def route_batch(db: Database, tier_queues: TierQueues, batch_id: str) -> dict[str, Any]:
+    """Score and route the batch's items that are still queued. Safe to run twice."""
+    pushes: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    with db.session() as session:
+        items = list(
+            session.execute(
+                select(Item).where(col(Item.batch_id) == batch_id, col(Item.status) == "queued")
+            ).scalars()
+        )
+        if not items:
+            return {"batch_id": batch_id, "routed": 0}
+        project_id = items[0].project_id
+        # Routing of one project is serialized so that expert capacity is never overshot.
+        project = session.execute(
+            select(Project).where(col(Project.id) == project_id).with_for_update()
+        ).scalar_one()
+        config = routing_config(session, project)
+        schema = label_schema_of(project)
+        committees = _committees(session, [it.id for it in items])
+        scores = score_items([committees.get(it.id) for it in items], config)
+        decision = route(
+            uncertainty=scores.uncertainty,
+            disagreement=scores.disagreement,
+            priority=scores.priority,
+            has_predictions=scores.has_predictions,
+            spot_check_draw=spot_check_draws([it.id for it in items], project.routing_version),
+            expert_open=expert_open_count(session, project_id),
+            config=config,
+        )
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        counts: dict[str, int] = defaultdict(int)
+        for i, item in enumerate(items):
+            tier = str(decision.tier[i])
+            settled = bool(decision.settled[i])
+            scored = bool(scores.has_predictions[i])
+            counts[tier] += 1
+            row = {
+                "_id": item.id,
+                "status": "done" if settled else "routed",
+                "tier": tier,
+                # Without predictions there is no model uncertainty to report, only a priority.
+                "uncertainty": float(scores.uncertainty[i]) if scored else None,
+                "disagreement": float(scores.disagreement[i]) if scored else None,
+                "priority": float(scores.priority[i]),
+                "labels_needed": int(decision.labels_needed[i]),
+                "routing_reason": decision.reason[i],
+                "config_version": project.routing_version,
+                "consensus_label": None,
+                "consensus_confidence": None,
+                "updated_at": now,
+                "routed_at": now,
+                "settled_at": now if settled else None,
+            }
+            pbar = scores.pbar[i]
+            if settled and tier == TIER_AUTO and pbar is not None:
+                k = int(np.argmax(pbar))
+                row["consensus_label"] = schema.labels[k]
+                row["consensus_confidence"] = float(pbar[k])
+            else:
+                pushes[(project_id, tier)].append((item.id, float(scores.priority[i])))
+            rows.append(row)
+        stmt = (
+            update(Item)
+            .where(col(Item.id) == bindparam("_id"), col(Item.status) == "queued")
+            .values({k: bindparam(k) for k in rows[0] if k != "_id"})
+        )
+        session.connection().execute(stmt, rows)
+    # After the commit: a crash here leaves items routed but off their queue, which the
+    # reconciler's pass over recently routed items repairs.
+    pipe = tier_queues.pipeline()
+    for (pid, tier), entries in pushes.items():
+        tier_queues.push(pid, tier, entries, pipe=pipe)
+    pipe.execute()
+    return {"batch_id": batch_id, "project_id": project_id, "routed": len(items), **counts}
+
+
+def _committees(session: Session, item_ids: list[str]) -> dict[str, NDArray[np.float64]]:
+    rows: dict[str, list[tuple[str, str, list[float]]]] = defaultdict(list)
+    for start in range(0, len(item_ids), _IN_CHUNK):
+        chunk = item_ids[start : start + _IN_CHUNK]
+        result = session.execute(
+            select(
+                col(Prediction.item_id),
+                col(Prediction.model),
+                col(Prediction.model_version),
+                col(Prediction.probs),
+            ).where(col(Prediction.item_id).in_(chunk))
+        )
+        for item_id, model, version, probs in result:
+            rows[item_id].append((model, version, probs))
+    # Members sorted by model name so a committee's array does not depend on storage order.
+    return {
+        item_id: np.asarray([p for _, _, p in sorted(members)], dtype=np.float64)
+        for item_id, members in rows.items()
+    }

@@ -1,0 +1,194 @@
+"""Shared fixtures.
+
+Integration tests run on the embedded default (SQLite + fakeredis) and, when
+ROUTER_TEST_DATABASE_URL / ROUTER_TEST_REDIS_URL are set, also on that real PostgreSQL and
+Redis (a dedicated database and Redis db number, emptied before every test).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from redis import Redis
+from rq.serializers import JSONSerializer
+from sqlalchemy import make_url, text
+
+from router.app import create_app
+from router.db.database import Database
+from router.db.migrate import upgrade
+from router.runtime import Runtime, set_runtime
+from router.settings import DatabaseSettings, LimitSettings, RedisSettings, Settings
+from workers.worker import ThreadWorker
+
+ADMIN_KEY = "lr_test_admin_key"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+_PG_URL = os.environ.get("ROUTER_TEST_DATABASE_URL")
+_REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL")
+BACKENDS = ["embedded"] + (["real"] if _PG_URL or _REDIS_URL else [])
+
+
+def _worker_index() -> int:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") else 0
+
+
+@pytest.fixture(name="sqlite_template", scope="session")
+def fx_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for every test (migrating each time is slow)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade(db)
+    db.dispose()
+    return path
+
+
+@pytest.fixture(name="pg_url", scope="session")
+def fx_pg_url() -> Iterator[str | None]:
+    """A dedicated PostgreSQL database for this test process, migrated once."""
+    if not _PG_URL:
+        yield None
+        return
+    base = make_url(_PG_URL)
+    name = f"labelrouter_test_{_worker_index()}"
+    admin = Database(base.render_as_string(hide_password=False))
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    db = Database(url)
+    upgrade(db)
+    db.dispose()
+    yield url
+    admin = Database(base.render_as_string(hide_password=False))
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(db: Database) -> None:
+    from sqlmodel import SQLModel
+
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+
+
+@pytest.fixture(name="backend", params=BACKENDS)
+def fx_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(name="settings")
+def fx_settings(
+    backend: str, tmp_path: Path, sqlite_template: Path, pg_url: str | None
+) -> Settings:
+    if backend == "real" and pg_url:
+        db_url = pg_url
+    else:
+        path = tmp_path / "labelrouter.db"
+        shutil.copy(sqlite_template, path)
+        db_url = f"sqlite:///{path}"
+    redis_url = None
+    if backend == "real" and _REDIS_URL:
+        redis_url = _REDIS_URL
+    return Settings(
+        database=DatabaseSettings(url=db_url),
+        redis=RedisSettings(url=redis_url),
+        limits=LimitSettings(
+            max_body_bytes=2 * 1024 * 1024,
+            max_payload_bytes=16 * 1024,
+            max_items_per_request=20_000,
+        ),
+        admin_key=ADMIN_KEY,
+        var_dir=tmp_path / "var",
+        embedded_worker=False,
+        reconcile_grace_s=0.0,
+    )
+
+
+@pytest.fixture(name="runtime")
+def fx_runtime(settings: Settings) -> Iterator[Runtime]:
+    db = Database(settings.database.url)
+    if not db.is_sqlite:
+        _truncate_all(db)
+    if settings.redis.url:
+        redis: Redis = Redis.from_url(_redis_db_url(settings.redis.url))
+        redis.flushdb()
+    else:
+        redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    rt = Runtime(settings=settings, db=db, redis=redis)
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+    if settings.redis.url:
+        redis.flushdb()
+    rt.close()
+
+
+def _redis_db_url(url: str) -> str:
+    """A Redis db number of its own per test process (15, 14, ... under xdist)."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url.rstrip("/")
+    return f"{base}/{15 - _worker_index() % 15}"
+
+
+@pytest.fixture(name="app")
+def fx_app(runtime: Runtime) -> Litestar:
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture(name="client")
+def fx_client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app=app) as client:
+        yield client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(name="admin")
+def fx_admin() -> dict[str, str]:
+    return auth(ADMIN_KEY)
+
+
+def run_jobs(runtime: Runtime) -> None:
+    """Run every queued job to completion in this thread (RQ SimpleWorker, burst mode)."""
+    worker = ThreadWorker([runtime.jobs.queue], connection=runtime.redis, serializer=JSONSerializer)
+    worker.work(burst=True, logging_level="WARNING")
+
+
+@pytest.fixture(name="jobs")
+def fx_jobs(runtime: Runtime) -> Any:
+    return lambda: run_jobs(runtime)
+
+
+CATEGORICAL = {"kind": "categorical", "classes": ["cat", "dog", "bird"]}
+
+
+@pytest.fixture(name="project")
+def fx_project(client: TestClient[Litestar], admin: dict[str, str]) -> dict[str, Any]:
+    """A 3-class project with a producer key and an ops key."""
+    resp = client.post(
+        "/v1/projects",
+        json={"name": "animals", "label_schema": CATEGORICAL, "rubric_version": "r1"},
+        headers=admin,
+    )
+    assert resp.status_code == 201, resp.text
+    project = resp.json()
+    for role in ("producer", "ops", "tool"):
+        key = client.post(
+            f"/v1/projects/{project['id']}/keys", json={"role": role, "name": role}, headers=admin
+        )
+        assert key.status_code == 201, key.text
+        project[f"{role}_key"] = key.json()["key"]
+    return project
