@@ -23,6 +23,7 @@ from router.projects.controller import ProjectController
 from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
 from router.startup import prepare
+from router.tasks.controller import AssignmentController, TaskController
 
 __all__ = ["create_app"]
 
@@ -100,7 +101,15 @@ def create_app(
                 set_runtime(None)
 
     return Litestar(
-        route_handlers=[ProjectController, AnnotatorController, ItemController, health, ready],
+        route_handlers=[
+            ProjectController,
+            AnnotatorController,
+            ItemController,
+            TaskController,
+            AssignmentController,
+            health,
+            ready,
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=True),

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,6 +114,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     rt = get_runtime()
     prepare(rt)
     scheduler = Scheduler(args.interval or rt.settings.reconcile_interval_s)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: scheduler.request_stop())
     if args.once:
         print(scheduler.run_once())
         return 0

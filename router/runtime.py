@@ -13,6 +13,7 @@ from redis import Redis
 
 from router.auth.principal import KeyResolver
 from router.db.database import Database
+from router.queueing.assignments import AssignmentStore
 from router.queueing.connection import connect
 from router.queueing.jobs import JobQueue
 from router.queueing.tier_queues import TierQueues
@@ -28,11 +29,13 @@ class Runtime:
     redis: Redis
     jobs: JobQueue = field(init=False)
     tier_queues: TierQueues = field(init=False)
+    assignments: AssignmentStore = field(init=False)
     keys: KeyResolver = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = JobQueue(self.redis, timeout_s=self.settings.job_timeout_s)
         self.tier_queues = TierQueues(self.redis)
+        self.assignments = AssignmentStore(self.redis)
         self.keys = KeyResolver(self.db)
 
     @classmethod

@@ -58,7 +58,7 @@ def fx_pg_url() -> Iterator[str | None]:
         yield None
         return
     base = make_url(_PG_URL)
-    name = f"labelrouter_test_{_worker_index()}"
+    name = f"labelrouter_test_{os.getpid()}"
     admin = Database(base.render_as_string(hide_password=False))
     with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from router.consensus.service import update_items
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
 from router.runtime import get_runtime
+from router.tasks.service import reap_expired_leases
 
-__all__ = ["reconcile", "score_batch"]
+__all__ = [
+    "promote_retries",
+    "reap_leases",
+    "reconcile",
+    "score_batch",
+    "update_consensus",
+]
+
+_CONSENSUS_BATCH = 500
 
 
 def score_batch(batch_id: str) -> dict[str, Any]:
     """Score and route the still-queued items of one ingest batch."""
     rt = get_runtime()
-    return route_batch(rt.db, rt.tier_queues, batch_id)
+    return route_batch(rt.db, rt.assignments, batch_id)
 
 
 def reconcile() -> dict[str, Any]:
@@ -24,8 +34,33 @@ def reconcile() -> dict[str, Any]:
     return reconcile_queues(
         rt.db,
         rt.jobs,
-        rt.tier_queues,
+        rt.assignments,
         grace_s=s.reconcile_grace_s,
         recent_s=max(600.0, 4 * s.reconcile_interval_s),
         started_grace_s=float(s.job_timeout_s) + 60.0,
     )
+
+
+def update_consensus() -> dict[str, int]:
+    """Drain the pending consensus marks in batches until none is left."""
+    rt = get_runtime()
+    totals: dict[str, int] = {}
+    while True:
+        refs = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
+        if refs:
+            for action, n in update_items(rt.db, rt.assignments, refs).items():
+                totals[action] = totals.get(action, 0) + n
+            continue
+        if not rt.jobs.finish_consensus_run():
+            return totals
+
+
+def reap_leases() -> dict[str, int]:
+    """Return lapsed leases to their queues."""
+    rt = get_runtime()
+    return {"expired": reap_expired_leases(rt.db, rt.assignments)}
+
+
+def promote_retries() -> dict[str, int]:
+    """Put failed jobs whose retry back-off has passed back on the queue."""
+    return {"promoted": get_runtime().jobs.promote_due_retries()}

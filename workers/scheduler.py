@@ -1,12 +1,17 @@
-"""Periodic work: the reconciler now, more maintenance passes as they come.
+"""Periodic maintenance: the reconciler and the lease reaper, each at its own interval.
 
-Several schedulers may run; a Redis lock makes one pass run at a time across all of them.
+Several schedulers may run (one per API process in the embedded default, one or more
+`labelrouter scheduler` processes in production); a Redis lock per pass makes each pass run
+at one place at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from router.runtime import get_runtime
@@ -15,39 +20,66 @@ from workers import jobs
 __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
-_LOCK_KEY = "lr:scheduler:lock"
+
+_REAP_INTERVAL_S = 5.0
+
+
+@dataclass(slots=True)
+class _Pass:
+    name: str
+    run: Callable[[], dict[str, Any]]
+    interval_s: float
+    due: float = 0.0
 
 
 class Scheduler:
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, reap_interval_s: float = _REAP_INTERVAL_S) -> None:
         self.interval_s = interval_s
+        self._passes = [
+            _Pass("reconcile", jobs.reconcile, interval_s),
+            _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
+            _Pass("retries", jobs.promote_retries, 1.0),
+        ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> dict[str, Any] | None:
-        """One maintenance pass, unless another scheduler holds the lock."""
+    def run_once(self) -> dict[str, Any]:
+        """Every pass once (those another scheduler holds the lock of are skipped)."""
+        return {p.name: self._run(p) for p in self._passes}
+
+    def _run(self, task: _Pass) -> dict[str, Any] | None:
         redis = get_runtime().redis
-        lock = redis.lock(_LOCK_KEY, timeout=max(60.0, 10 * self.interval_s), blocking=False)
+        lock = redis.lock(f"lr:scheduler:{task.name}", timeout=max(60.0, 10 * task.interval_s))
         if not lock.acquire(blocking=False):
             return None
         try:
-            result = jobs.reconcile()
+            result = task.run()
         finally:
             try:
                 lock.release()
             except Exception:  # the lock expired during a very long pass; nothing to undo
-                log.warning("scheduler lock expired before release")
-        if result.get("enqueued") or result.get("full_rebuild"):
-            log.info("reconcile: %s", result)
+                log.warning("scheduler lock of %s expired before release", task.name)
+        if any(v for k, v in result.items() if k != "full_rebuild") or result.get("full_rebuild"):
+            log.info("%s: %s", task.name, result)
         return result
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a pass that fails (Redis or database down) is retried later
-                log.exception("maintenance pass failed; retrying in %.0fs", self.interval_s)
-            self._stop.wait(self.interval_s)
+            now = time.monotonic()
+            for task in self._passes:
+                if now < task.due:
+                    continue
+                task.due = now + task.interval_s
+                try:
+                    self._run(task)
+                except Exception:  # a failed pass (Redis or database down) is retried later
+                    log.exception("%s pass failed; retrying in %.0fs", task.name, task.interval_s)
+            next_due = min(task.due for task in self._passes)
+            self._stop.wait(max(0.05, next_due - time.monotonic()))
+
+    def request_stop(self) -> None:
+        """Finish the pass under way, then return from run_forever (safe from a signal handler)."""
+        self._stop.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(

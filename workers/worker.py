@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
@@ -28,8 +27,12 @@ class ThreadWorker(SimpleWorker):
 
 
 def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None) -> bool:
-    """Run a forking RQ worker on the service's queue until stopped (or, with burst, empty)."""
-    worker = Worker(
+    """Run an RQ worker process on the service's queue until stopped (or, with burst, empty).
+
+    Jobs are short and run in this process (no fork per job): a forked work horse would share
+    the parent's database connections, which PostgreSQL connections do not survive.
+    """
+    worker = SimpleWorker(
         [runtime.jobs.queue],
         connection=runtime.redis,
         serializer=JSONSerializer,
@@ -39,26 +42,32 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
 
 
 class EmbeddedWorker:
-    """An RQ worker thread inside the API process (embedded default: in-process Redis)."""
+    """An RQ worker thread inside the API process (embedded default: in-process Redis).
 
-    def __init__(self, jobs: JobQueue) -> None:
-        self._worker = ThreadWorker([jobs.queue], connection=jobs.redis, serializer=JSONSerializer)
+    It drains the queue in burst mode and naps briefly when it is empty, so that it stops
+    promptly when asked, without signals (which only the main thread may handle).
+    """
+
+    def __init__(self, jobs: JobQueue, poll_s: float = 0.05) -> None:
+        self._jobs = jobs
+        self._poll_s = poll_s
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labelrouter-worker", daemon=True)
 
     def _run(self) -> None:
-        kwargs: dict[str, Any] = {
-            "burst": False,
-            "with_scheduler": True,
-            "logging_level": "WARNING",
-        }
-        try:
-            self._worker.work(**kwargs)
-        except Exception:
-            log.exception("the embedded worker stopped")
+        worker = ThreadWorker([self._jobs.queue], connection=self._jobs.redis,
+                              serializer=JSONSerializer)
+        while not self._stop.is_set():
+            try:
+                if self._jobs.queue.count:
+                    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+            except Exception:  # keep the embedded system alive; the job's failure is recorded
+                log.exception("the embedded worker hit an error; carrying on")
+            self._stop.wait(self._poll_s)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._worker.request_stop(None, None)  # type: ignore[no-untyped-call]
+        self._stop.set()
         self._thread.join(timeout)

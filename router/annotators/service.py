@@ -105,7 +105,7 @@ def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dic
                 select(col(Label.annotator_id), func.count())
                 .where(col(Label.project_id) == project_id)
                 .group_by(col(Label.annotator_id))
-            )
+            ).all()
         )
     return [annotator_view(a, n_labels=counts.get(a.id, 0)) for a in annotators]
 

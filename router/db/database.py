@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -58,7 +60,7 @@ def _sqlite_engine(url: str, *, echo: bool, immediate: bool) -> Engine:
 class Database:
     """Transaction scopes over one database. Thread-safe; one per process."""
 
-    __slots__ = ("_read_engine", "engine", "is_sqlite", "url")
+    __slots__ = ("__weakref__", "_read_engine", "engine", "is_sqlite", "url")
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -71,6 +73,10 @@ class Database:
                 url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
             )
             self._read_engine = self.engine
+        # A forked child must not use the parent's pooled connections (they belong to the
+        # parent's sessions); it opens its own.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_pool(ref()))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -101,6 +107,13 @@ class Database:
         self.engine.dispose()
         if self._read_engine is not self.engine:
             self._read_engine.dispose()
+
+
+def _forget_pool(db: Database | None) -> None:
+    if db is not None:
+        db.engine.dispose(close=False)
+        if db._read_engine is not db.engine:
+            db._read_engine.dispose(close=False)
 
 
 @contextmanager

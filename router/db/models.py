@@ -85,6 +85,13 @@ class Annotator(SQLModel, table=True):
     tier: str = Field(max_length=16)
     status: str = Field(default="active", max_length=16)
     status_reason: str | None = None
+    n_gold: int = 0
+    """Gold answers given (each gold item counts once: an annotator never sees one twice)."""
+    n_gold_correct: int = 0
+    onboarded_at: datetime | None = _ts(nullable=True)
+    """When the annotator passed onboarding (only set where the config turns it on)."""
+    gold_exhausted_at: datetime | None = _ts(nullable=True)
+    """Set when a claim wanted gold for this annotator and none unseen was left."""
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

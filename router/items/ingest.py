@@ -253,7 +253,10 @@ def _validate_probs(raw: Any, schema: LabelSchema, where: str, bad: Any) -> list
             bad(where, f"entries must be finite and >= 0, got {v}")
             return None
         values.append(f)
-    total = math.fsum(values)
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # finite entries whose sum is past the largest float
+        total = math.inf
     if abs(total - 1.0) > _SUM_TOLERANCE:
         bad(where, f"must sum to 1 (within {_SUM_TOLERANCE:g}), sums to {total:.9g}")
         return None

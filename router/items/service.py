@@ -142,6 +142,10 @@ def _insert_new(session: Session, db: Database, rows: list[dict[str, Any]]) -> d
     """Insert, skipping rows whose external_id a concurrent request stored first."""
     if not rows:
         return {}
+    # One order for every request, so that two requests inserting overlapping external_ids
+    # take the unique-index locks in the same order and wait for each other instead of
+    # deadlocking (PostgreSQL).
+    rows = sorted(rows, key=lambda r: str(r["external_id"]))
     table = Item.__table__  # type: ignore[attr-defined]
     dialect = sqlite if db.is_sqlite else postgresql
     stmt = (

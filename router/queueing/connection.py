@@ -34,6 +34,8 @@ def connect(url: str | None, *, server: fakeredis.FakeServer | None = None) -> R
 
 def check_eviction_policy(redis: Redis) -> None:
     """Refuse a Redis that may evict keys: queues and leases would vanish silently."""
+    if isinstance(redis, fakeredis.FakeRedis | fakeredis.FakeStrictRedis):
+        return  # the in-process server has no maxmemory and never evicts (nor answers INFO)
     info = redis.info("memory")
     policy = str(info.get("maxmemory_policy", "noeviction"))
     if policy != "noeviction":

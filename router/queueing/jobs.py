@@ -8,12 +8,16 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 __all__ = ["QUEUE_NAME", "JobQueue"]
 
 QUEUE_NAME = "labelrouter"
 _SCORE_JOB = "workers.jobs.score_batch"
+_CONSENSUS_JOB = "workers.jobs.update_consensus"
+_CONSENSUS_PENDING = "lr:consensus:pending"
+_CONSENSUS_SCHEDULED = "lr:consensus:scheduled"
 
 
 class JobQueue:
@@ -41,6 +45,60 @@ class JobQueue:
             result_ttl=600,
             failure_ttl=7 * 24 * 3600,
         )
+
+    def enqueue_consensus(self, project_id: str, item_id: str) -> None:
+        """Mark the item for a consensus update; one job drains many marks.
+
+        Labels can arrive far faster than one job per label could keep up with, so labels only
+        add the item to a pending set, and a job is enqueued only when none is scheduled.
+        """
+        self.redis.sadd(_CONSENSUS_PENDING, f"{project_id}:{item_id}")
+        if self.redis.set(_CONSENSUS_SCHEDULED, "1", nx=True, ex=self.timeout_s):
+            self.queue.enqueue(
+                _CONSENSUS_JOB,
+                job_timeout=self.timeout_s,
+                retry=Retry(max=5, interval=[1, 5, 15, 60, 300]),
+                result_ttl=60,
+                failure_ttl=7 * 24 * 3600,
+            )
+
+    def take_consensus_marks(self, n: int) -> list[tuple[str, str]]:
+        """Up to n pending (project_id, item_id) marks, removed from the pending set."""
+        raw: list[bytes] = self.redis.spop(_CONSENSUS_PENDING, n) or []  # type: ignore[assignment]
+        out = []
+        for entry in raw:
+            text = entry.decode() if isinstance(entry, bytes) else str(entry)
+            project_id, _, item_id = text.partition(":")
+            out.append((project_id, item_id))
+        return out
+
+    def finish_consensus_run(self) -> bool:
+        """Clear the scheduled flag; True if marks arrived meanwhile and this run should go on."""
+        self.redis.delete(_CONSENSUS_SCHEDULED)
+        if not self.redis.scard(_CONSENSUS_PENDING):
+            return False
+        return bool(self.redis.set(_CONSENSUS_SCHEDULED, "1", nx=True, ex=self.timeout_s))
+
+    def promote_due_retries(self) -> int:
+        """Move retries whose back-off has passed back onto the queue.
+
+        RQ's own scheduler does this in a forked process, which cannot see an in-process Redis;
+        this does the same from a thread. A job another promoter moved already is skipped.
+        """
+        registry = ScheduledJobRegistry(queue=self.queue)
+        due = registry.get_jobs_to_schedule(int(datetime.now(UTC).timestamp()))
+        promoted = 0
+        for job_id in due:
+            name = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+            if not self.redis.zrem(registry.key, name):
+                continue
+            try:
+                job = Job.fetch(name, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            self.queue.enqueue_job(job)
+            promoted += 1
+        return promoted
 
     def scoring_pending(self, batch_id: str, *, started_grace_s: float) -> bool:
         """Whether a scoring job for this batch is waiting or still plausibly running."""

@@ -28,10 +28,16 @@ from pydantic import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_CONFIG_PATH",
+    "AnnotatorPriorConfig",
     "ConfigProblem",
+    "ConsensusConfig",
     "CostsConfig",
     "ExpertsConfig",
+    "GoldConfig",
+    "GoldRateConfig",
     "LabelsConfig",
+    "LeasesConfig",
+    "QualityConfig",
     "RoutingConfig",
     "RoutingConfigInvalid",
     "ScoringConfig",
@@ -145,6 +151,130 @@ class ExpertsConfig(BaseModel):
     capacity: int = Field(ge=0, strict=True)
     """The most open (routed, not yet settled) items the expert tier may hold at once."""
 
+    labels_per_item: int = Field(strict=True)
+    """Expert labels that settle an item escalated to the expert tier (1 or 2)."""
+
+    take_crowd_work: bool = Field(strict=True)
+    """Whether experts may take crowd items when the expert queue is empty."""
+
+    @field_validator("labels_per_item")
+    @classmethod
+    def _one_or_two(cls, value: int) -> int:
+        if value not in (1, 2):
+            raise ValueError(
+                f"must be 1 or 2, got {value}: one expert label settles an escalated item, "
+                "or two when every expert answer should be checked by a second expert"
+            )
+        return value
+
+
+class AnnotatorPriorConfig(BaseModel):
+    """Beta prior of an annotator's accuracy, before any gold answers are in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    alpha: float = Field(gt=0.0, allow_inf_nan=False, strict=True)
+    """Pseudo-count of correct answers (> 0)."""
+
+    beta: float = Field(gt=0.0, allow_inf_nan=False, strict=True)
+    """Pseudo-count of wrong answers (> 0)."""
+
+
+class ConsensusConfig(BaseModel):
+    """When an item's crowd labels settle it, and when it escalates to an expert."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    stop_confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """An item settles when its max posterior reaches this, in [0, 1] ..."""
+
+    min_labels: int = Field(ge=1, strict=True)
+    """... with at least this many crowd labels (≥ 1)."""
+
+    escalate_disagreement: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Normalized posterior entropy at or above which an item goes to an expert, in [0, 1] ..."""
+
+    min_labels_before_escalation: int = Field(ge=1, strict=True)
+    """... once it has at least this many crowd labels (≥ 1)."""
+
+    crowd_label_cap: int = Field(ge=1, strict=True)
+    """The most crowd labels an item gets before escalation, or before settling on the crowd
+    consensus when the expert tier is full (≥ min_labels and ≥ min_labels_before_escalation)."""
+
+    annotator_prior: AnnotatorPriorConfig
+    """Beta prior of an annotator's accuracy before gold answers."""
+
+    model_prior_weight: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Share of the committee's mean prediction in an item's prior, the rest being the
+    project's class frequencies: below 1, agreeing human labels can overturn a confident model
+    (which spot checks need)."""
+
+    @field_validator("crowd_label_cap")
+    @classmethod
+    def _cap_at_least_the_minimums(cls, value: int, info: ValidationInfo) -> int:
+        for name in ("min_labels", "min_labels_before_escalation"):
+            minimum = info.data.get(name)
+            if isinstance(minimum, int) and value < minimum:
+                raise ValueError(
+                    f"must be at least {name} ({minimum}), got {value}: an item must be able "
+                    f"to collect {minimum} crowd labels before the cap stops it"
+                )
+        return value
+
+
+class GoldRateConfig(BaseModel):
+    """Probability, per tier, that a claim serves a gold item instead of routed work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    crowd: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Gold rate for crowd annotators, in [0, 1]."""
+
+    expert: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Gold rate for experts, in [0, 1]."""
+
+
+class GoldConfig(BaseModel):
+    """How gold items (items with known answers) are mixed into annotators' streams."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    rate: GoldRateConfig
+    """Probability that a claim serves a gold item instead of routed work, per tier."""
+
+    new_annotator_rate: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """The gold rate for annotators with fewer than ``warmup`` gold answers, in [0, 1]."""
+
+    warmup: int = Field(ge=0, strict=True)
+    """Gold answers after which an annotator gets their tier's ordinary gold rate (≥ 0)."""
+
+    onboarding_tasks: int = Field(ge=0, strict=True)
+    """The first this-many tasks of a new annotator are gold (0 turns onboarding off) ..."""
+
+    onboarding_min_accuracy: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """... and routed work starts only once their accuracy on them reaches this, in [0, 1]."""
+
+
+class QualityConfig(BaseModel):
+    """When an annotator is suspended for low accuracy on gold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    min_gold: int = Field(ge=0, strict=True)
+    """Gold answers needed before the suspension rule applies (≥ 0)."""
+
+    suspend_below: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """Suspend when the upper 95% credible bound of accuracy falls below this, in [0, 1]."""
+
+
+class LeasesConfig(BaseModel):
+    """How long an assignment is held for the annotator who claimed it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    minutes: float = Field(gt=0.0, allow_inf_nan=False, strict=True)
+    """Minutes an assignment is held before it returns to the queue (> 0)."""
+
 
 class RoutingConfig(BaseModel):
     """A complete routing policy (the root of ``config/routing.yaml``)."""
@@ -168,6 +298,18 @@ class RoutingConfig(BaseModel):
 
     experts: ExpertsConfig
     """Limits of the expert tier."""
+
+    consensus: ConsensusConfig
+    """When crowd labels settle an item, and when it escalates to an expert."""
+
+    gold: GoldConfig
+    """How gold items are mixed into annotators' streams."""
+
+    quality: QualityConfig
+    """When an annotator is suspended for low accuracy on gold."""
+
+    leases: LeasesConfig
+    """How long an assignment is held for its annotator."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the config as a plain, JSON-able dict (same shape as the YAML file)."""
@@ -277,6 +419,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"must be a whole number, got {_type_name(value)}"
     if kind in {"float_type", "float_parsing"}:
         return f"must be a number, got {_type_name(value)}"
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"must be true or false, got {_type_name(value)}"
     if kind in {"string_type"}:
         return f"must be a string, got {_type_name(value)}"
     if kind == "value_error":
@@ -313,7 +457,8 @@ def parse_config(data: object) -> RoutingConfig:
                 ConfigProblem(
                     "",
                     "the routing config must be a mapping of sections (scoring, thresholds, "
-                    f"spot_check_fraction, labels, costs, experts), got {_type_name(data)}",
+                    "spot_check_fraction, labels, costs, experts, consensus, gold, quality, "
+                    f"leases), got {_type_name(data)}",
                 )
             ]
         )

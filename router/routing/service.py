@@ -21,11 +21,18 @@ from router.db.models import Item, Prediction, Project, utcnow
 from router.maths.disagreement import priority as blend_priority
 from router.maths.disagreement import score_committee
 from router.projects.service import label_schema_of, routing_config
-from router.queueing.tier_queues import TierQueues
+from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.policy import TIER_AUTO, route
 
-__all__ = ["BatchScores", "expert_open_count", "route_batch", "score_items", "spot_check_draws"]
+__all__ = [
+    "BatchScores",
+    "committees_of",
+    "expert_open_count",
+    "route_batch",
+    "score_items",
+    "spot_check_draws",
+]
 
 _IN_CHUNK = 500
 
@@ -86,10 +93,20 @@ def expert_open_count(session: Session, project_id: str) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
-def route_batch(db: Database, tier_queues: TierQueues, batch_id: str) -> dict[str, Any]:
+def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str, Any]:
     """Score and route the batch's items that are still queued. Safe to run twice."""
-    pushes: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    opened: list[tuple[str, str, float, int]] = []  # (item, tier, priority, labels wanted)
     with db.session() as session:
+        project_id = session.execute(
+            select(col(Item.project_id)).where(col(Item.batch_id) == batch_id).limit(1)
+        ).scalar_one_or_none()
+        if project_id is None:
+            return {"batch_id": batch_id, "routed": 0}
+        # Routing of one project is serialized so that expert capacity is never overshot, and
+        # the batch is read under that lock so that two runs of one job cannot both route it.
+        project = session.execute(
+            select(Project).where(col(Project.id) == project_id).with_for_update()
+        ).scalar_one()
         items = list(
             session.execute(
                 select(Item).where(col(Item.batch_id) == batch_id, col(Item.status) == "queued")
@@ -97,14 +114,9 @@ def route_batch(db: Database, tier_queues: TierQueues, batch_id: str) -> dict[st
         )
         if not items:
             return {"batch_id": batch_id, "routed": 0}
-        project_id = items[0].project_id
-        # Routing of one project is serialized so that expert capacity is never overshot.
-        project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update()
-        ).scalar_one()
         config = routing_config(session, project)
         schema = label_schema_of(project)
-        committees = _committees(session, [it.id for it in items])
+        committees = committees_of(session, [it.id for it in items])
         scores = score_items([committees.get(it.id) for it in items], config)
         decision = route(
             uncertainty=scores.uncertainty,
@@ -146,7 +158,9 @@ def route_batch(db: Database, tier_queues: TierQueues, batch_id: str) -> dict[st
                 row["consensus_label"] = schema.labels[k]
                 row["consensus_confidence"] = float(pbar[k])
             else:
-                pushes[(project_id, tier)].append((item.id, float(scores.priority[i])))
+                opened.append(
+                    (item.id, tier, float(scores.priority[i]), int(decision.labels_needed[i]))
+                )
             rows.append(row)
         stmt = (
             update(Item)
@@ -156,14 +170,11 @@ def route_batch(db: Database, tier_queues: TierQueues, batch_id: str) -> dict[st
         session.connection().execute(stmt, rows)
     # After the commit: a crash here leaves items routed but off their queue, which the
     # reconciler's pass over recently routed items repairs.
-    pipe = tier_queues.pipeline()
-    for (pid, tier), entries in pushes.items():
-        tier_queues.push(pid, tier, entries, pipe=pipe)
-    pipe.execute()
+    store.open_items(project_id, opened)
     return {"batch_id": batch_id, "project_id": project_id, "routed": len(items), **counts}
 
 
-def _committees(session: Session, item_ids: list[str]) -> dict[str, NDArray[np.float64]]:
+def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np.float64]]:
     rows: dict[str, list[tuple[str, str, list[float]]]] = defaultdict(list)
     for start in range(0, len(item_ids), _IN_CHUNK):
         chunk = item_ids[start : start + _IN_CHUNK]

@@ -54,7 +54,7 @@ def test_shipped_config_loads_and_matches_the_yaml() -> None:
     assert config.as_dict() == raw
     assert config.scoring.uncertainty == "entropy"
     assert config.scoring.disagreement == "jensen_shannon"
-    assert config.thresholds.expert_min_priority == 0.75
+    assert config.thresholds.expert_min_priority == raw["thresholds"]["expert_min_priority"]
     assert config.labels.crowd_overflow_target == 5
     assert config.experts.capacity == 200
     assert config.spot_check_fraction == 0.05
@@ -239,7 +239,7 @@ def test_merge_overrides_deep_merges() -> None:
     assert merged.labels == base.labels
     assert merged.scoring == base.scoring
     # the base is not modified
-    assert base.thresholds.expert_min_priority == 0.75
+    assert base == load_default_config(REPO_CONFIG)
 
 
 def test_merge_overrides_empty_or_none_keeps_base() -> None:

@@ -7,32 +7,35 @@ from typing import Any
 import numpy as np
 import pytest
 
-from router.routing.config import RoutingConfig, parse_config
+from router.routing.config import (
+    DEFAULT_CONFIG_PATH,
+    RoutingConfig,
+    load_default_config,
+    merge_overrides,
+    parse_config,
+)
 from router.routing.policy import RoutingDecision, expert_room, route
 
-BASE: dict[str, Any] = {
-    "scoring": {
-        "uncertainty": "entropy",
-        "disagreement": "jensen_shannon",
-        "uncertainty_weight": 0.6,
-        "disagreement_weight": 0.4,
-        "neutral_priority": 0.5,
+# The shipped default, with the thresholds these tests are written against pinned.
+BASE: dict[str, Any] = merge_overrides(
+    load_default_config(DEFAULT_CONFIG_PATH),
+    {
+        "scoring": {"uncertainty_weight": 0.6, "disagreement_weight": 0.4, "neutral_priority": 0.5},
+        "thresholds": {
+            "auto_max_uncertainty": 0.15,
+            "auto_max_disagreement": 0.05,
+            "expert_min_priority": 0.75,
+        },
+        "labels": {"crowd_target": 3, "expert_target": 1, "crowd_overflow_target": 5},
     },
-    "thresholds": {
-        "auto_max_uncertainty": 0.15,
-        "auto_max_disagreement": 0.05,
-        "expert_min_priority": 0.75,
-    },
-    "spot_check_fraction": 0.05,
-    "labels": {"crowd_target": 3, "expert_target": 1, "crowd_overflow_target": 5},
-    "costs": {"crowd": 1.0, "expert": 10.0},
-    "experts": {"capacity": 200},
-}
+).as_dict()
 
 
 def make_config(*, capacity: int = 200, spot_check_fraction: float = 0.05) -> RoutingConfig:
-    data = {**BASE, "experts": {"capacity": capacity}, "spot_check_fraction": spot_check_fraction}
-    return parse_config(data)
+    return merge_overrides(
+        parse_config(BASE),
+        {"experts": {"capacity": capacity}, "spot_check_fraction": spot_check_fraction},
+    )
 
 
 def run(

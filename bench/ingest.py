@@ -1,0 +1,620 @@
+"""Ingest benchmark: how fast the embedded default accepts, scores and routes items over HTTP.
+
+Each run starts `labelrouter serve` on the embedded default (SQLite + in-process Redis + the
+worker thread) as a subprocess with a fresh ROUTER_VAR_DIR, creates a 5-class categorical
+project, then sends the items (3-model committees drawn from seeded Dirichlet distributions:
+confident, uncertain, disagreeing, and some without predictions) in batches from a few client
+threads, as NDJSON and, on a fresh server, as JSON for comparison. It measures:
+
+- accepted items/s, from the first request sent until the last 202;
+- p50/p99 request latency;
+- the time from the last 202 until no item is left `queued` (polled every 50 ms);
+- the tier breakdown once everything is routed;
+- CPU seconds the server process spent while ingesting and while draining (less sensitive to a
+  noisy machine than wall-clock time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import queue
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+
+NAME = "ingest"
+
+CLASSES = ["billing", "technical", "account", "sales", "other"]
+COMMITTEE = [
+    ("bert-base-ft", "2024-06-01"),
+    ("llm-judge", "v3"),
+    ("logreg-tfidf", "1.4.2"),
+]
+MIX = {"confident": 0.55, "uncertain": 0.15, "disagreeing": 0.20, "no_predictions": 0.10}
+"""Share of each kind of item in the generated stream."""
+FORMATS = ("ndjson", "json")
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
+POLL_INTERVAL_S = 0.05
+TIERS = ("auto", "crowd", "expert")
+_VOCABULARY = (
+    "invoice refund charged twice card declined password reset login fails app crashes on "
+    "start upgrade plan pricing quote enterprise seats export data delete account slow sync "
+    "error 500 timeout mobile android ios browser cache discount trial cancel subscription "
+    "renewal receipt tax vat address change email verify two factor api token rate limit"
+)
+_WORDS = _VOCABULARY.split()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ingest")
+    group.add_argument("--items", type=int, default=10_000, help="items per run (10000)")
+    group.add_argument("--batch-size", type=int, default=1_000, help="items per request (1000)")
+    group.add_argument("--clients", type=int, default=4, help="concurrent client threads (4)")
+    group.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help="request formats, comma-separated, NDJSON first (ndjson,json)",
+    )
+    group.add_argument("--seed", type=int, default=20240601)
+    group.add_argument(
+        "--drain-timeout", type=float, default=600.0, help="give up waiting for scoring (s)"
+    )
+    group.add_argument(
+        "--keep-var", action="store_true", help="keep each run's ROUTER_VAR_DIR (logs, DB)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The items
+# --------------------------------------------------------------------------------------------
+
+
+def _dirichlet_towards(rng: np.random.Generator, k: int, cls: int, strength: float) -> list[float]:
+    alpha = np.full(k, 0.4)
+    alpha[cls] = strength
+    return _probs(rng.dirichlet(alpha))
+
+
+def _probs(p: np.ndarray) -> list[float]:
+    # Dirichlet draws sum to 1 within a few ulps; renormalizing in float64 keeps it that way.
+    p = np.asarray(p, dtype=np.float64)
+    return [float(x) for x in p / p.sum()]
+
+
+def make_items(n: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`n` items with realistic committees; also returns how many of each kind were drawn."""
+    rng = np.random.default_rng(seed)
+    k = len(CLASSES)
+    kinds = rng.choice(list(MIX), size=n, p=list(MIX.values()))
+    items: list[dict[str, Any]] = []
+    for i, kind in enumerate(kinds):
+        text = " ".join(rng.choice(_WORDS, size=int(rng.integers(12, 40))))
+        item: dict[str, Any] = {
+            "external_id": f"ticket-{seed}-{i:07d}",
+            "payload": {
+                "text": text,
+                "lang": "en",
+                "channel": str(rng.choice(["email", "chat", "phone"])),
+                "customer_tier": int(rng.integers(1, 4)),
+            },
+            "provenance": {"source": "bench", "trace_id": secrets.token_hex(8)},
+        }
+        true = int(rng.integers(k))
+        if kind == "confident":
+            # All three lean the same way, each with its own confidence.
+            probs = [_dirichlet_towards(rng, k, true, rng.uniform(6.0, 120.0)) for _ in COMMITTEE]
+        elif kind == "uncertain":
+            # They agree with each other on a flat-ish distribution.
+            base = rng.dirichlet(np.full(k, 2.0))
+            probs = [_probs(rng.dirichlet(base * 40.0 + 0.05)) for _ in COMMITTEE]
+        elif kind == "disagreeing":
+            # Confident models that vote for different classes: a two- or three-way split.
+            votes = rng.choice(k, size=len(COMMITTEE), replace=bool(rng.random() < 0.5))
+            probs = [_dirichlet_towards(rng, k, int(v), rng.uniform(4.0, 60.0)) for v in votes]
+        else:
+            probs = []
+        if probs:
+            item["predictions"] = [
+                {"model": m, "model_version": v, "probs": p}
+                for (m, v), p in zip(COMMITTEE, probs, strict=True)
+            ]
+        items.append(item)
+    counts = {kind: int((kinds == kind).sum()) for kind in MIX}
+    return items, counts
+
+
+def encode_batches(items: list[dict[str, Any]], batch_size: int, fmt: str) -> list[bytes]:
+    enc = msgspec.json.Encoder()
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        if fmt == "ndjson":
+            out.append(b"\n".join(enc.encode(it) for it in batch) + b"\n")
+        else:
+            out.append(enc.encode({"items": batch}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The server under test
+# --------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_command() -> list[str]:
+    script = Path(sys.executable).with_name("labelrouter")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), all its threads."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    base_url: str
+    admin_key: str
+    proc: subprocess.Popen[bytes]
+    var_dir: Path
+    startup_s: float
+
+    def cpu(self) -> float | None:
+        return _cpu_seconds(self.proc.pid)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = (self.var_dir / "server.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+@contextmanager
+def running_server(*, keep_var: bool, startup_timeout_s: float = 90.0) -> Iterator[Server]:
+    """`labelrouter serve` on the embedded default; always terminated on the way out."""
+    var_dir = Path(tempfile.mkdtemp(prefix="labelrouter-bench-"))
+    port = _free_port()
+    admin_key = "lr_bench_admin_" + secrets.token_urlsafe(16)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ROUTER_DATABASE_URL", "ROUTER_REDIS_URL", "ROUTER_ROUTING_CONFIG")
+    }
+    env.update(
+        ROUTER_VAR_DIR=str(var_dir),
+        ROUTER_ADMIN_KEY=admin_key,
+        PYTHONUNBUFFERED="1",
+    )
+    cmd = [
+        *_server_command(),
+        "--log-level",
+        "warning",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    log = (var_dir / "server.log").open("wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = Server(f"http://127.0.0.1:{port}", admin_key, proc, var_dir, 0.0)
+    try:
+        _wait_ready(server, startup_timeout_s)
+        server.startup_s = time.perf_counter() - t0
+        yield server
+    finally:
+        _terminate(proc)
+        log.close()
+        if not keep_var:
+            shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _wait_ready(server: Server, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
+        while True:
+            if server.proc.poll() is not None:
+                msg = f"the server exited with {server.proc.returncode}:\n{server.log_tail()}"
+                raise RuntimeError(msg)
+            try:
+                if client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                msg = f"the server was not ready after {timeout_s:.0f}s:\n{server.log_tail()}"
+                raise RuntimeError(msg)
+            time.sleep(0.1)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server, then anything left in its session.
+
+    The embedded worker runs RQ `with_scheduler`, which RQ forks into a process of its own, and
+    the server's shutdown does not stop it: it outlives the server. So the whole session is
+    reaped; every process in it descends from the server started here (signalled by group id).
+    """
+    if proc.poll() is None:
+        proc.terminate()  # uvicorn shuts down gracefully and stops the worker thread
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + 3.0
+        try:
+            os.killpg(proc.pid, sig)
+            while time.monotonic() < deadline:
+                os.killpg(proc.pid, 0)
+                time.sleep(0.05)
+        except ProcessLookupError:
+            return  # the session is empty
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    format: str
+    items: int
+    batch_size: int
+    clients: int
+    requests: int
+    accepted: int
+    duplicates: int
+    ingest_s: float
+    items_per_s: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+    drain_s: float | None
+    """From the last 202 until no item is queued; None if it did not drain in time."""
+    tiers: dict[str, int]
+    statuses: dict[str, int]
+    server_cpu_ingest_s: float | None
+    server_cpu_drain_s: float | None
+    client_cpu_ingest_s: float
+    server_startup_s: float
+    load_avg_before: list[float] = field(default_factory=list)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _create_project(client: httpx.Client, admin_key: str) -> tuple[str, str]:
+    resp = client.post(
+        "/v1/projects",
+        json={
+            "name": "bench-support-tickets",
+            "label_schema": {"kind": "categorical", "classes": CLASSES},
+            "rubric_version": "r1",
+        },
+        headers=_auth(admin_key),
+    )
+    resp.raise_for_status()
+    pid = str(resp.json()["id"])
+    resp = client.post(
+        f"/v1/projects/{pid}/keys",
+        json={"role": "producer", "name": "bench-producer"},
+        headers=_auth(admin_key),
+    )
+    resp.raise_for_status()
+    return pid, str(resp.json()["key"])
+
+
+@dataclass
+class _Request:
+    index: int
+    sent: float
+    done: float
+    status: int
+    accepted: int
+    duplicates: int
+    error: str | None
+
+
+def _send_all(
+    base_url: str, key: str, pid: str, bodies: list[bytes], content_type: str, clients: int
+) -> list[_Request]:
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(bodies)):
+        work.put(i)
+    records: list[_Request] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients, timeout=60.0)
+    path = f"/v1/projects/{pid}/items"
+    headers = {**_auth(key), "Content-Type": content_type}
+
+    def client_thread() -> None:
+        try:
+            _client_loop()
+        except BaseException as exc:  # reported by the caller, not lost with the thread
+            with lock:
+                failures.append(exc)
+            start.abort()
+
+    def _client_loop() -> None:
+        with httpx.Client(base_url=base_url, timeout=300.0) as client:
+            client.get("/health")  # open the connection before the clock starts
+            start.wait()
+            while True:
+                try:
+                    i = work.get_nowait()
+                except queue.Empty:
+                    return
+                sent = time.perf_counter()
+                try:
+                    resp = client.post(path, content=bodies[i], headers=headers)
+                    done = time.perf_counter()
+                    ok = resp.status_code == 202
+                    body = resp.json() if ok else {}
+                    rec = _Request(
+                        i,
+                        sent,
+                        done,
+                        resp.status_code,
+                        int(body.get("accepted", 0)),
+                        int(body.get("duplicates", 0)),
+                        None if ok else resp.text[:500],
+                    )
+                except httpx.HTTPError as exc:
+                    rec = _Request(i, sent, time.perf_counter(), 0, 0, 0, repr(exc))
+                with lock:
+                    records.append(rec)
+
+    threads = [threading.Thread(target=client_thread, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError(f"a client thread failed: {failures[0]!r}") from failures[0]
+    return records
+
+
+def _wait_drained(
+    client: httpx.Client, pid: str, key: str, *, since: float, timeout_s: float
+) -> tuple[float | None, int]:
+    """Seconds from `since` (perf_counter) until no item is `queued`, None on timeout; polls."""
+    polls = 0
+    while True:
+        polls += 1
+        resp = client.get(
+            f"/v1/projects/{pid}/items",
+            params={"status": "queued", "limit": 1},
+            headers=_auth(key),
+        )
+        resp.raise_for_status()
+        now = time.perf_counter()
+        if not resp.json()["items"]:
+            return max(0.0, now - since), polls
+        if now - since > timeout_s:
+            return None, polls
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _count(client: httpx.Client, pid: str, key: str, **params: str) -> int:
+    n = 0
+    cursor: str | None = None
+    while True:
+        query: dict[str, Any] = {**params, "limit": 1000}
+        if cursor:
+            query["cursor"] = cursor
+        resp = client.get(f"/v1/projects/{pid}/items", params=query, headers=_auth(key))
+        resp.raise_for_status()
+        page = resp.json()
+        n += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return n
+
+
+def run_once(
+    items: list[dict[str, Any]], fmt: str, *, batch_size: int, clients: int, args: Any
+) -> RunResult:
+    bodies = encode_batches(items, batch_size, fmt)
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
+    with running_server(keep_var=args.keep_var) as server:
+        with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+            pid, key = _create_project(client, server.admin_key)
+        cpu0 = server.cpu()
+        ccpu0 = time.process_time()
+        records = _send_all(server.base_url, key, pid, bodies, CONTENT_TYPES[fmt], clients)
+        cpu1 = server.cpu()
+        ccpu1 = time.process_time()
+        bad = [r for r in records if r.status != 202]
+        if bad:
+            msg = (
+                f"{len(bad)} of {len(records)} ingest requests failed; first: "
+                f"HTTP {bad[0].status}: {bad[0].error}\n{server.log_tail()}"
+            )
+            raise RuntimeError(msg)
+        first_sent = min(r.sent for r in records)
+        last_202 = max(r.done for r in records)
+        with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
+            drain_s, _polls = _wait_drained(
+                client, pid, key, since=last_202, timeout_s=args.drain_timeout
+            )
+            cpu2 = server.cpu()
+            tiers = {t: _count(client, pid, key, tier=t) for t in TIERS}
+            statuses = {s: _count(client, pid, key, status=s) for s in ("queued", "routed", "done")}
+    ingest_s = last_202 - first_sent
+    latencies_ms = np.array([(r.done - r.sent) * 1000.0 for r in records])
+    accepted = sum(r.accepted for r in records)
+    return RunResult(
+        format=fmt,
+        items=len(items),
+        batch_size=batch_size,
+        clients=clients,
+        requests=len(records),
+        accepted=accepted,
+        duplicates=sum(r.duplicates for r in records),
+        ingest_s=ingest_s,
+        items_per_s=accepted / ingest_s,
+        latency_p50_ms=float(np.percentile(latencies_ms, 50)),
+        latency_p99_ms=float(np.percentile(latencies_ms, 99)),
+        latency_max_ms=float(latencies_ms.max()),
+        drain_s=drain_s,
+        tiers=tiers,
+        statuses=statuses,
+        server_cpu_ingest_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+        server_cpu_drain_s=None if cpu1 is None or cpu2 is None else cpu2 - cpu1,
+        client_cpu_ingest_s=ccpu1 - ccpu0,
+        server_startup_s=server.startup_s,
+        load_avg_before=load,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _summarize(runs: list[RunResult]) -> dict[str, Any]:
+    keys = (
+        "items_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "latency_max_ms",
+        "ingest_s",
+        "drain_s",
+        "server_cpu_ingest_s",
+        "server_cpu_drain_s",
+        "client_cpu_ingest_s",
+        "server_startup_s",
+    )
+    out: dict[str, Any] = {k: _median([getattr(r, k) for r in runs]) for k in keys}
+    out["tiers"] = {t: _median([r.tiers[t] for r in runs]) for t in TIERS}
+    out["undrained_runs"] = sum(r.drain_s is None for r in runs)
+    out["runs"] = len(runs)
+    return out
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise SystemExit(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    items, kinds = make_items(args.items, args.seed)
+    runs: dict[str, list[RunResult]] = {f: [] for f in formats}
+    for rep in range(args.repeat):
+        for fmt in formats:
+            print(f"  ingest: run {rep + 1}/{args.repeat}, {fmt} ...", flush=True)
+            result = run_once(
+                items, fmt, batch_size=args.batch_size, clients=args.clients, args=args
+            )
+            if result.accepted != len(items) or result.duplicates:
+                msg = f"expected {len(items)} accepted, 0 duplicates; got {result}"
+                raise RuntimeError(msg)
+            runs[fmt].append(result)
+            print(
+                f"    {result.items_per_s:,.0f} items/s, p50 {result.latency_p50_ms:,.0f} ms, "
+                f"p99 {result.latency_p99_ms:,.0f} ms, drain {_fmt(result.drain_s, '.2f')} s",
+                flush=True,
+            )
+    summary = {fmt: _summarize(rs) for fmt, rs in runs.items()}
+
+    n_req = -(-args.items // args.batch_size)
+    what = "median of " + str(args.repeat) if args.repeat > 1 else "one run"
+    rows: list[list[str]] = []
+
+    def row(label: str, key: str, spec: str) -> None:
+        rows.append([label, *(_fmt(summary[f][key], spec) for f in formats)])
+
+    row("accepted items/s (first request → last 202)", "items_per_s", ",.0f")
+    row(f"request latency p50 (ms, {n_req} requests)", "latency_p50_ms", ",.0f")
+    row("request latency p99 (ms)", "latency_p99_ms", ",.0f")
+    row("ingest wall time (s)", "ingest_s", ".2f")
+    row("last 202 → none queued (s)", "drain_s", ".2f")
+    row("server CPU while ingesting (s)", "server_cpu_ingest_s", ".2f")
+    row("server CPU while draining (s)", "server_cpu_drain_s", ".2f")
+    row("client CPU while ingesting (s)", "client_cpu_ingest_s", ".2f")
+    for t in TIERS:
+        rows.append([f"tier {t} (items)", *(_fmt(summary[f]["tiers"][t], ",.0f") for f in formats)])
+
+    cores = os.cpu_count() or 0
+    notes = [
+        f"{args.items:,} items, {args.batch_size:,} per request, {args.clients} client threads, "
+        f"{what}; a fresh server (SQLite + in-process Redis + worker thread) per run",
+        f"items drawn: {', '.join(f'{k} {v:,}' for k, v in kinds.items())}",
+        f"CAUTION: this machine is noisy and has {cores} CPU core(s), shared by the server "
+        "(API, scoring worker thread) and the client threads; wall-clock figures swing between "
+        "runs, the CPU-second rows less so",
+        f"p99 over {n_req} requests per run is close to the slowest request",
+        "scoring runs in the server while later batches are still being ingested, so the drain "
+        "time is the tail left after the last 202, not the whole scoring cost",
+    ]
+    if any(s["undrained_runs"] for s in summary.values()):
+        notes.append(f"some runs did not drain within {args.drain_timeout:.0f}s (drain n/a)")
+    return {
+        "name": NAME,
+        "columns": ["metric", *formats],
+        "rows": rows,
+        "notes": notes,
+        "config": {
+            "items": args.items,
+            "batch_size": args.batch_size,
+            "clients": args.clients,
+            "repeat": args.repeat,
+            "formats": formats,
+            "seed": args.seed,
+            "mix": MIX,
+            "drawn": kinds,
+            "committee": [f"{m}@{v}" for m, v in COMMITTEE],
+            "classes": CLASSES,
+        },
+        "machine": {
+            "cpu_count": cores,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "summary": summary,
+        "runs": {fmt: [asdict(r) for r in rs] for fmt, rs in runs.items()},
+    }

@@ -1,0 +1,1 @@
+"""Consensus: item posteriors from weighted labels, and the settle / more / escalate decision."""

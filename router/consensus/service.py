@@ -1,0 +1,230 @@
+"""Updating items after labels arrive: posterior, then done, one more label, or an expert.
+
+The maths (posteriors) and the decision (`router.routing.settle`) are pure; this module reads
+what they need from the database, writes their outcome in one transaction, then opens or
+closes the items' slots in Redis.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from router import audit
+from router.db.database import Database
+from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
+from router.maths.disagreement import committee_mean
+from router.maths.posterior import accuracy_posterior, item_posteriors, symmetric_confusion
+from router.projects.label_schema import LabelSchema
+from router.projects.service import routing_config
+from router.queueing.assignments import AssignmentStore
+from router.routing.config import RoutingConfig
+from router.routing.service import committees_of, expert_open_count
+from router.routing.settle import decide
+
+__all__ = ["class_prior", "update_items"]
+
+
+def update_items(
+    db: Database, store: AssignmentStore, refs: Sequence[tuple[str, str]]
+) -> dict[str, int]:
+    """Recompute and act on the consensus of the given (project_id, item_id) pairs."""
+    by_project: dict[str, list[str]] = defaultdict(list)
+    for project_id, item_id in refs:
+        by_project[project_id].append(item_id)
+    totals: dict[str, int] = defaultdict(int)
+    for project_id, item_ids in by_project.items():
+        for action, n in _update_project(db, store, project_id, sorted(set(item_ids))).items():
+            totals[action] += n
+    return dict(totals)
+
+
+def _update_project(
+    db: Database, store: AssignmentStore, project_id: str, item_ids: list[str]
+) -> dict[str, int]:
+    redis_ops: list[tuple[str, str, str, float, int]] = []  # (op, item, tier, priority, wanted)
+    counts: dict[str, int] = defaultdict(int)
+    with db.session() as session:
+        # One project's decisions are serialized: escalations must respect expert capacity.
+        project = session.execute(
+            select(Project).where(col(Project.id) == project_id).with_for_update()
+        ).scalar_one_or_none()
+        if project is None:
+            return {}
+        config = routing_config(session, project)
+        schema = LabelSchema.parse(project.label_schema)
+        items = list(
+            session.execute(
+                select(Item).where(
+                    col(Item.id).in_(item_ids),
+                    col(Item.is_gold).is_(False),
+                    col(Item.status) == "routed",
+                )
+            ).scalars()
+        )
+        if not items:
+            return {}
+        ids = [it.id for it in items]
+        labels = _counted_labels(session, ids)
+        post = posteriors(session, project_id, items, labels, schema, config)
+        crowd = np.array([sum(1 for lb in labels[it.id] if lb[2] == "crowd") for it in items])
+        expert = np.array([sum(1 for lb in labels[it.id] if lb[2] == "expert") for it in items])
+        leases = np.array(store.live_leases(project_id, ids), dtype=np.int64)
+        decision = decide(
+            posterior=post,
+            tier=np.array([it.tier or "crowd" for it in items]),
+            crowd_labels=crowd,
+            expert_labels=expert,
+            labels_needed=np.array([it.labels_needed for it in items], dtype=np.int64),
+            live_leases=leases,
+            expert_open=expert_open_count(session, project_id),
+            config=config,
+        )
+        now = utcnow()
+        for i, item in enumerate(items):
+            action = str(decision.action[i])
+            counts[action] += 1
+            if action == "wait":
+                continue
+            tier = str(decision.tier[i])
+            item.labels_needed = int(decision.labels_needed[i])
+            item.updated_at = now
+            if action == "done":
+                k = _final_label(post[i], labels[item.id], schema, config, tier)
+                item.status = "done"
+                item.consensus_label = schema.labels[k]
+                item.consensus_confidence = float(post[i][k])
+                item.settled_at = now
+                item.routing_reason = f"{item.routing_reason}; settled: {decision.reason[i]}"
+                redis_ops.append(("close", item.id, tier, 0.0, 0))
+            else:
+                in_tier = int(crowd[i] if tier == "crowd" else expert[i])
+                if action == "escalate":
+                    item.tier = tier
+                    item.routing_reason = f"{item.routing_reason}; escalated: {decision.reason[i]}"
+                    audit.record(
+                        session,
+                        None,
+                        "item.escalated",
+                        object_type="item",
+                        object_id=item.id,
+                        project_id=project_id,
+                        detail={"reason": decision.reason[i]},
+                    )
+                wanted = max(0, item.labels_needed - in_tier)
+                redis_ops.append(("open", item.id, tier, item.priority or 0.0, wanted))
+            session.add(item)
+    for op, item_id, tier, priority, wanted in redis_ops:
+        if op == "close":
+            store.close_item(project_id, item_id)
+        else:
+            store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
+    return dict(counts)
+
+
+def _counted_labels(session: Session, item_ids: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    """(label, annotator_id, tier) per item, leaving out suspended annotators' labels."""
+    rows = session.execute(
+        select(col(Label.item_id), col(Label.label), col(Label.annotator_id), col(Assignment.tier))
+        .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
+        .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
+        .where(col(Label.item_id).in_(item_ids), col(Annotator.status) == "active")
+        .order_by(col(Label.created_at))
+    )
+    out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for item_id, label, annotator_id, tier in rows:
+        out[item_id].append((label, annotator_id, tier))
+    return out
+
+
+def posteriors(
+    session: Session,
+    project_id: str,
+    items: list[Item],
+    labels: dict[str, list[tuple[str, str, str]]],
+    schema: LabelSchema,
+    config: RoutingConfig,
+) -> NDArray[np.float64]:
+    """Prior (committee mean blended with class frequencies) x each labeler's confusion column."""
+    k = schema.k
+    committees = committees_of(session, [it.id for it in items])
+    base = class_prior(session, project_id, schema)
+    prior = np.tile(base, (len(items), 1))
+    for i, item in enumerate(items):
+        committee = committees.get(item.id)
+        if committee is not None and committee.shape[1] == k:
+            w = config.consensus.model_prior_weight
+            prior[i] = w * committee_mean(committee[np.newaxis])[0] + (1.0 - w) * base
+    annotator_ids = sorted({lb[1] for item_labels in labels.values() for lb in item_labels})
+    if not annotator_ids:
+        return prior
+    records = {
+        a.id: a
+        for a in session.execute(
+            select(Annotator).where(col(Annotator.id).in_(annotator_ids))
+        ).scalars()
+    }
+    correct = np.array([records[a].n_gold_correct for a in annotator_ids])
+    total = np.array([records[a].n_gold for a in annotator_ids])
+    p = config.consensus.annotator_prior
+    accuracy, _lo, _hi = accuracy_posterior(correct, total, p.alpha, p.beta)
+    confusion = symmetric_confusion(accuracy, k)
+    position = {a: j for j, a in enumerate(annotator_ids)}
+    item_idx, label_idx, labeler_idx = [], [], []
+    for i, item in enumerate(items):
+        for label, annotator_id, _tier in labels[item.id]:
+            index = schema.index_of(label)
+            if index is None:  # a label from an older schema revision: it cannot be weighed
+                continue
+            item_idx.append(i)
+            label_idx.append(index)
+            labeler_idx.append(position[annotator_id])
+    return item_posteriors(
+        prior,
+        np.asarray(item_idx, dtype=np.int64),
+        np.asarray(label_idx, dtype=np.int64),
+        confusion,
+        np.asarray(labeler_idx, dtype=np.int64),
+    )
+
+
+def class_prior(session: Session, project_id: str, schema: LabelSchema) -> NDArray[np.float64]:
+    """Class frequencies among the project's settled items, smoothed (uniform when none)."""
+    counts = np.ones(schema.k)
+    rows = session.execute(
+        select(col(Item.consensus_label), func.count())
+        .where(
+            col(Item.project_id) == project_id,
+            col(Item.status) == "done",
+            col(Item.is_gold).is_(False),
+        )
+        .group_by(col(Item.consensus_label))
+    )
+    for label, n in rows:
+        index = schema.index_of(label) if label is not None else None
+        if index is not None:
+            counts[index] += n
+    prior: NDArray[np.float64] = counts / counts.sum()
+    return prior
+
+
+def _final_label(
+    posterior: NDArray[np.float64],
+    item_labels: list[tuple[str, str, str]],
+    schema: LabelSchema,
+    config: RoutingConfig,
+    tier: str,
+) -> int:
+    """The settled class: the expert's word where one expert settles, else the posterior's."""
+    if tier == "expert" and config.experts.labels_per_item == 1:
+        expert = [lb for lb in item_labels if lb[2] == "expert"]
+        if expert:
+            index = schema.index_of(expert[-1][0])
+            if index is not None:
+                return index
+    return int(np.argmax(posterior))

@@ -1,0 +1,1 @@
+"""Labels: submitted on an assignment, idempotent, validated against the project's schema."""

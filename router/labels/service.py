@@ -1,0 +1,213 @@
+"""Submitting a label: count it only if its lease still holds a slot, record gold answers."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel import Session, col
+
+from router import audit
+from router.auth.principal import Principal
+from router.db.database import Database, as_utc
+from router.db.models import Annotator, GoldAnswer, Item, Label, Project, new_id, utcnow
+from router.errors import Conflict, InvalidInput
+from router.projects.label_schema import LabelSchema
+from router.projects.service import routing_config
+from router.quality.rules import GoldRecord, onboarding_verdict, suspension_verdict
+from router.queueing.assignments import AssignmentStore
+from router.queueing.jobs import JobQueue
+from router.tasks.service import load_assignment
+
+__all__ = ["LabelInput", "submit_label"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelInput:
+    label: str
+    confidence: float | None = None
+    rationale: str | None = None
+    duration_ms: int | None = None
+
+
+def submit_label(
+    db: Database,
+    store: AssignmentStore,
+    jobs: JobQueue,
+    principal: Principal,
+    assignment_id: str,
+    x_annotator: str | None,
+    body: LabelInput,
+) -> tuple[dict[str, Any], bool]:
+    """Store a label; returns (label view, created). The same body again returns the first."""
+    with db.session() as session:
+        assignment = load_assignment(session, principal, assignment_id, x_annotator)
+        existing = session.execute(
+            select(Label).where(col(Label.assignment_id) == assignment.id)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if _same(existing, body):
+                return _view(existing), False
+            msg = (
+                "this assignment already has a different label; a label cannot be changed. "
+                "Send exactly the same body to read it back"
+            )
+            raise Conflict(msg)
+        if assignment.status == "released":
+            raise Conflict("this assignment was released; claim a new task to label this item")
+        project = session.get(Project, assignment.project_id)
+        item = session.get(Item, assignment.item_id)
+        assert project is not None
+        assert item is not None
+        schema = LabelSchema.parse(project.label_schema)
+        _validate(body, schema)
+        outcome = store.consume(project.id, assignment.id, item.id)
+        if not outcome.counted:
+            msg = (
+                "the lease on this assignment expired and the item was given to someone else, "
+                "so this label was not counted; claim a new task"
+            )
+            raise Conflict(msg)
+        try:
+            label = Label(
+                id=new_id(),
+                assignment_id=assignment.id,
+                project_id=project.id,
+                item_id=item.id,
+                annotator_id=assignment.annotator_id,
+                label=body.label,
+                confidence=body.confidence,
+                rationale=body.rationale,
+                duration_ms=body.duration_ms,
+                rubric_version=project.rubric_version,
+                config_version=project.routing_version,
+                created_at=utcnow(),
+            )
+            session.add(label)
+            assignment.status = "labeled"
+            session.add(assignment)
+            if item.is_gold:
+                _record_gold(session, project, item, assignment.annotator_id, body.label)
+            else:
+                session.execute(
+                    update(Item)
+                    .where(col(Item.id) == item.id)
+                    .values(n_labels=col(Item.n_labels) + 1, updated_at=utcnow())
+                )
+            session.flush()
+        except BaseException:
+            if not item.is_gold:  # give the slot back: the label was not stored
+                store.return_slot(
+                    project.id, item.id, tier=assignment.tier, priority=item.priority or 0.0
+                )
+            raise
+        view = _view(label)
+        is_gold = item.is_gold
+        project_id, item_id = project.id, item.id
+    if not is_gold:
+        try:
+            jobs.enqueue_consensus(project_id, item_id)
+        except Exception:  # the reconciler re-checks items whose labels are all in
+            log.warning("could not schedule consensus for item %s", item_id)
+    return view, True
+
+
+def _record_gold(
+    session: Session, project: Project, item: Item, annotator_id: str, label: str
+) -> None:
+    """A gold answer updates the annotator's record at once, and may suspend them."""
+    answer = session.get(GoldAnswer, item.id)
+    correct = answer is not None and answer.answer == label
+    annotator = session.execute(
+        select(Annotator).where(col(Annotator.id) == annotator_id).with_for_update()
+    ).scalar_one()
+    annotator.n_gold += 1
+    annotator.n_gold_correct += int(correct)
+    annotator.updated_at = utcnow()
+    config = routing_config(session, project)
+    record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
+    if annotator.onboarded_at is None and config.gold.onboarding_tasks > 0:
+        passed, reason = onboarding_verdict(record, config)
+        if passed is True:
+            annotator.onboarded_at = utcnow()
+            audit.record(
+                session,
+                None,
+                "annotator.onboarded",
+                object_type="annotator",
+                object_id=annotator.id,
+                project_id=project.id,
+                detail={"n_gold": record.n_gold, "n_correct": record.n_correct},
+            )
+        elif passed is False:
+            _suspend(session, annotator, project.id, reason)
+    if annotator.status == "active":
+        suspend, reason = suspension_verdict(record, config)
+        if suspend:
+            _suspend(session, annotator, project.id, reason)
+    session.add(annotator)
+
+
+def _suspend(session: Session, annotator: Annotator, project_id: str, reason: str) -> None:
+    annotator.status = "suspended"
+    annotator.status_reason = reason
+    audit.record(
+        session,
+        None,
+        "annotator.suspended",
+        object_type="annotator",
+        object_id=annotator.id,
+        project_id=project_id,
+        detail={"reason": reason, "automatic": True},
+    )
+
+
+def _validate(body: LabelInput, schema: LabelSchema) -> None:
+    problems = []
+    if schema.index_of(body.label) is None:
+        noun = "classes" if schema.kind == "categorical" else "levels"
+        problems.append(
+            {
+                "field": "label",
+                "message": f"{body.label!r} is not one of the {noun}: {', '.join(schema.labels)}",
+            }
+        )
+    if body.confidence is not None and not (
+        math.isfinite(body.confidence) and 0.0 <= body.confidence <= 1.0
+    ):
+        problems.append({"field": "confidence", "message": "must be a number in [0, 1]"})
+    if body.duration_ms is not None and body.duration_ms < 0:
+        problems.append({"field": "duration_ms", "message": "must be >= 0"})
+    if body.rationale is not None and len(body.rationale) > 10_000:
+        problems.append({"field": "rationale", "message": "at most 10000 characters"})
+    if problems:
+        raise InvalidInput("the label cannot be accepted as sent", extra=problems)
+
+
+def _same(label: Label, body: LabelInput) -> bool:
+    return (label.label, label.confidence, label.rationale, label.duration_ms) == (
+        body.label,
+        body.confidence,
+        body.rationale,
+        body.duration_ms,
+    )
+
+
+def _view(label: Label) -> dict[str, Any]:
+    # Nothing about correctness: gold and routed labels answer alike.
+    return {
+        "id": label.id,
+        "assignment_id": label.assignment_id,
+        "item_id": label.item_id,
+        "label": label.label,
+        "confidence": label.confidence,
+        "rationale": label.rationale,
+        "duration_ms": label.duration_ms,
+        "rubric_version": label.rubric_version,
+        "created_at": as_utc(label.created_at).isoformat().replace("+00:00", "Z"),
+    }

@@ -1,0 +1,1 @@
+"""Annotator quality: gold records and the rules that act on them."""

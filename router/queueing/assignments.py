@@ -1,0 +1,394 @@
+"""Assignment state in Redis: tier queues, free label slots, leases, seen sets and gold pools.
+
+Every change that must be atomic is one Lua script, so that under any number of simultaneous
+claims no item holds more live leases than labels it still needs and no annotator receives the
+same item twice. The database stays the source of truth; `rebuild_project` recreates all of
+this from it.
+
+Per project (keys share the hash tag ``{pid}``, so a project lives on one cluster slot):
+
+- ``q:<tier>``   sorted set, item -> priority: items that have free slots.
+- ``free``       hash, item -> labels still wanted that nobody holds a lease for.
+- ``leased``     hash, item -> live leases.
+- ``leases``     sorted set, assignment -> lease expiry (ms since the epoch).
+- ``lease``      hash, assignment -> "item|annotator|tier|priority".
+- ``seen:<annotator>`` set of items ever assigned to that annotator (gold included).
+- ``gold``       set of the project's gold items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redis import Redis
+
+__all__ = ["AssignmentStore", "Claim", "LeaseOutcome", "ReapedLease"]
+
+# Returns expired leases to their items (bounded), shared by the claim and reap scripts.
+_REAP = """
+local function reap(p, now, limit)
+  local out = {}
+  local due = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'LIMIT', 0, limit)
+  for _, aid in ipairs(due) do
+    local info = redis.call('HGET', p .. 'lease', aid)
+    redis.call('ZREM', p .. 'leases', aid)
+    redis.call('HDEL', p .. 'lease', aid)
+    if info then
+      local item, ann, tier, prio = string.match(info, '([^|]*)|([^|]*)|([^|]*)|([^|]*)')
+      if redis.call('HEXISTS', p .. 'leased', item) == 1 then
+        redis.call('HINCRBY', p .. 'leased', item, -1)
+      end
+      if redis.call('HEXISTS', p .. 'free', item) == 1 then
+        redis.call('HINCRBY', p .. 'free', item, 1)
+        redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+      end
+      table.insert(out, aid)
+      table.insert(out, item)
+    end
+  end
+  return out
+end
+"""
+
+# KEYS: none (all keys derive from the project prefix ARGV[1]; one hash slot per project).
+# ARGV: prefix, now_ms, lease_ms, assignment_id, annotator_id, want_gold (0/1),
+#       gold_only (0/1), gold_pick (float in [0,1)), tiers (comma list, in order of preference)
+_CLAIM = (
+    _REAP
+    + """
+local p, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local aid, ann = ARGV[4], ARGV[5]
+local want_gold, gold_only, pick = ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV[8])
+local reaped = reap(p, now, 50)
+local seen = p .. 'seen:' .. ann
+
+local function lease(item, tier, prio)
+  redis.call('ZADD', p .. 'leases', now + lease_ms, aid)
+  redis.call('HSET', p .. 'lease', aid, item .. '|' .. ann .. '|' .. tier .. '|' .. prio)
+  redis.call('SADD', seen, item)
+  return {item, tier, tostring(prio), reaped}
+end
+
+local gold_left = 0
+if want_gold or gold_only then
+  local unseen = redis.call('SDIFF', p .. 'gold', seen)
+  gold_left = #unseen
+  if gold_left > 0 then
+    table.sort(unseen)
+    local item = unseen[math.floor(pick * gold_left) + 1]
+    return lease(item, 'gold', '0')
+  end
+end
+if gold_only then
+  return {false, 'gold_exhausted', '0', reaped}
+end
+
+for tier in string.gmatch(ARGV[9], '[^,]+') do
+  local q = p .. 'q:' .. tier
+  local start = 0
+  while true do
+    local batch = redis.call('ZREVRANGE', q, start, start + 99, 'WITHSCORES')
+    if #batch == 0 then break end
+    for i = 1, #batch, 2 do
+      local item = batch[i]
+      if redis.call('SISMEMBER', seen, item) == 0 then
+        local free = tonumber(redis.call('HGET', p .. 'free', item) or '0')
+        if free > 0 then
+          if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
+            redis.call('ZREM', q, item)
+          end
+          redis.call('HINCRBY', p .. 'leased', item, 1)
+          return lease(item, tier, batch[i + 1])
+        end
+      end
+    end
+    start = start + 100
+  end
+end
+if want_gold and gold_left == 0 then
+  return {false, 'gold_exhausted', '0', reaped}
+end
+return {false, '', '0', reaped}
+"""
+)
+
+# ARGV: prefix, assignment_id, item_id
+# Returns 1: the lease was live (or expired but not yet reaped): the label counts.
+#         2: the lease had been returned but its slot is still free: retaken, the label counts.
+#         0: the slot went to someone else (or the item closed): the label does not count.
+_CONSUME = """
+local p, aid, item = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('ZSCORE', p .. 'leases', aid) then
+  redis.call('ZREM', p .. 'leases', aid)
+  local info = redis.call('HGET', p .. 'lease', aid)
+  redis.call('HDEL', p .. 'lease', aid)
+  if info and not string.find(info, '|gold|', 1, true)
+     and redis.call('HEXISTS', p .. 'leased', item) == 1 then
+    redis.call('HINCRBY', p .. 'leased', item, -1)
+  end
+  return 1
+end
+local free = tonumber(redis.call('HGET', p .. 'free', item) or '0')
+if free > 0 then
+  if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
+    redis.call('ZREM', p .. 'q:crowd', item)
+    redis.call('ZREM', p .. 'q:expert', item)
+  end
+  return 2
+end
+return 0
+"""
+
+# ARGV: prefix, assignment_id. Returns 1 if a live lease was given back.
+_RELEASE = """
+local p, aid = ARGV[1], ARGV[2]
+local info = redis.call('HGET', p .. 'lease', aid)
+if not redis.call('ZSCORE', p .. 'leases', aid) or not info then return 0 end
+redis.call('ZREM', p .. 'leases', aid)
+redis.call('HDEL', p .. 'lease', aid)
+local item, ann, tier, prio = string.match(info, '([^|]*)|([^|]*)|([^|]*)|([^|]*)')
+if tier ~= 'gold' then
+  if redis.call('HEXISTS', p .. 'leased', item) == 1 then
+    redis.call('HINCRBY', p .. 'leased', item, -1)
+  end
+  if redis.call('HEXISTS', p .. 'free', item) == 1 then
+    redis.call('HINCRBY', p .. 'free', item, 1)
+    redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+  end
+end
+return 1
+"""
+
+# ARGV: prefix, now_ms, limit
+_REAP_SCRIPT = _REAP + "\nreturn reap(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
+
+# Opens (or re-targets) an item: `wanted` labels still missing from its tier, minus live leases.
+# ARGV: prefix, item, tier, priority, wanted
+_OPEN = """
+local p, item, tier, prio, wanted = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local leased = tonumber(redis.call('HGET', p .. 'leased', item) or '0')
+local free = wanted - leased
+if free < 0 then free = 0 end
+redis.call('HSET', p .. 'free', item, free)
+if redis.call('HEXISTS', p .. 'leased', item) == 0 then
+  redis.call('HSET', p .. 'leased', item, 0)
+end
+for _, t in ipairs({'crowd', 'expert'}) do
+  if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
+end
+if free > 0 then
+  redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+else
+  redis.call('ZREM', p .. 'q:' .. tier, item)
+end
+return free
+"""
+
+# ARGV: prefix, item, tier, priority. A counted label was not stored after all: free its slot.
+_RETURN = """
+local p, item, tier, prio = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HEXISTS', p .. 'free', item) == 1 then
+  redis.call('HINCRBY', p .. 'free', item, 1)
+  redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+  return 1
+end
+return 0
+"""
+
+# ARGV: prefix, item. The item is settled: no more claims.
+_CLOSE = """
+local p, item = ARGV[1], ARGV[2]
+redis.call('ZREM', p .. 'q:crowd', item)
+redis.call('ZREM', p .. 'q:expert', item)
+redis.call('HDEL', p .. 'free', item)
+redis.call('HDEL', p .. 'leased', item)
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReapedLease:
+    assignment_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What the claim script handed out (item None when nothing was available)."""
+
+    item_id: str | None
+    tier: str
+    """The queue it came from: crowd, expert or gold."""
+    priority: float
+    gold_exhausted: bool
+    reaped: list[ReapedLease]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOutcome:
+    counted: bool
+    retaken: bool
+    """The lease had lapsed and been returned, but its slot was still free."""
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _reaped(flat: Sequence[bytes | str]) -> list[ReapedLease]:
+    return [ReapedLease(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+class AssignmentStore:
+    """The Redis side of claims, leases and labels for every project."""
+
+    __slots__ = (
+        "_claim",
+        "_close",
+        "_consume",
+        "_open",
+        "_reap",
+        "_release",
+        "_return",
+        "redis",
+    )
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._claim = redis.register_script(_CLAIM)
+        self._consume = redis.register_script(_CONSUME)
+        self._release = redis.register_script(_RELEASE)
+        self._reap = redis.register_script(_REAP_SCRIPT)
+        self._open = redis.register_script(_OPEN)
+        self._close = redis.register_script(_CLOSE)
+        self._return = redis.register_script(_RETURN)
+
+    @staticmethod
+    def prefix(project_id: str) -> str:
+        return f"lr:{{{project_id}}}:"
+
+    def claim(
+        self,
+        project_id: str,
+        *,
+        assignment_id: str,
+        annotator_id: str,
+        tiers: Sequence[str],
+        now_ms: int,
+        lease_ms: int,
+        want_gold: bool,
+        gold_only: bool,
+        gold_pick: float,
+    ) -> Claim:
+        raw = self._claim(
+            args=[
+                self.prefix(project_id),
+                now_ms,
+                lease_ms,
+                assignment_id,
+                annotator_id,
+                int(want_gold),
+                int(gold_only),
+                repr(gold_pick),
+                ",".join(tiers),
+            ]
+        )
+        item, tier, prio, reaped = raw
+        if not item:
+            return Claim(None, "", 0.0, _s(tier) == "gold_exhausted", _reaped(reaped))
+        return Claim(_s(item), _s(tier), float(_s(prio)), False, _reaped(reaped))
+
+    def consume(self, project_id: str, assignment_id: str, item_id: str) -> LeaseOutcome:
+        code = int(self._consume(args=[self.prefix(project_id), assignment_id, item_id]))
+        return LeaseOutcome(counted=code > 0, retaken=code == 2)
+
+    def release(self, project_id: str, assignment_id: str) -> bool:
+        return bool(self._release(args=[self.prefix(project_id), assignment_id]))
+
+    def reap(self, project_id: str, now_ms: int, limit: int = 1000) -> list[ReapedLease]:
+        return _reaped(self._reap(args=[self.prefix(project_id), now_ms, limit]))
+
+    def open_item(
+        self, project_id: str, item_id: str, *, tier: str, priority: float, wanted: int
+    ) -> int:
+        """Make `wanted` more labels claimable (minus live leases); returns the free slots."""
+        args: list[str | int] = [
+            self.prefix(project_id),
+            item_id,
+            tier,
+            repr(float(priority)),
+            wanted,
+        ]
+        return int(self._open(args=args))
+
+    def return_slot(self, project_id: str, item_id: str, *, tier: str, priority: float) -> None:
+        self._return(args=[self.prefix(project_id), item_id, tier, repr(float(priority))])
+
+    def close_item(self, project_id: str, item_id: str) -> None:
+        self._close(args=[self.prefix(project_id), item_id])
+
+    def add_gold(self, project_id: str, item_ids: Iterable[str]) -> None:
+        ids = list(item_ids)
+        if ids:
+            self.redis.sadd(self.prefix(project_id) + "gold", *ids)
+
+    def remove_gold(self, project_id: str, item_ids: Iterable[str]) -> None:
+        ids = list(item_ids)
+        if ids:
+            self.redis.srem(self.prefix(project_id) + "gold", *ids)
+
+    def mark_seen(self, project_id: str, annotator_id: str, item_ids: Iterable[str]) -> None:
+        ids = list(item_ids)
+        if ids:
+            self.redis.sadd(self.prefix(project_id) + f"seen:{annotator_id}", *ids)
+
+    def restore_lease(
+        self,
+        project_id: str,
+        *,
+        assignment_id: str,
+        item_id: str,
+        annotator_id: str,
+        tier: str,
+        priority: float,
+        expires_ms: int,
+    ) -> None:
+        """Put back a live lease recorded in the database (rebuild after Redis lost its data)."""
+        p = self.prefix(project_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(p + "leases", {assignment_id: expires_ms})
+        pipe.hset(p + "lease", assignment_id, f"{item_id}|{annotator_id}|{tier}|{priority!r}")
+        if tier != "gold":
+            pipe.hincrby(p + "leased", item_id, 1)
+        pipe.execute()
+
+    def live_leases(self, project_id: str, item_ids: Sequence[str]) -> list[int]:
+        if not item_ids:
+            return []
+        values = self.redis.hmget(self.prefix(project_id) + "leased", list(item_ids))
+        return [int(v) if v is not None else 0 for v in values]
+
+    def open_items(self, project_id: str, entries: Iterable[tuple[str, str, float, int]]) -> None:
+        """`open_item` for many (item, tier, priority, wanted) at once, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        p = self.prefix(project_id)
+        n = 0
+        for item_id, tier, priority, wanted in entries:
+            self._open(args=[p, item_id, tier, repr(float(priority)), wanted], client=pipe)
+            n += 1
+        if n:
+            pipe.execute()
+
+    def depths(self, project_id: str) -> dict[str, int]:
+        """Items with free slots, per tier queue."""
+        p = self.prefix(project_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for tier in ("crowd", "expert"):
+            pipe.zcard(p + "q:" + tier)
+        crowd, expert = pipe.execute()
+        return {"crowd": int(crowd), "expert": int(expert)}
+
+    def lease_expiry_ms(self, project_id: str, assignment_id: str) -> int | None:
+        score = self.redis.zscore(self.prefix(project_id) + "leases", assignment_id)
+        return int(score) if score is not None else None

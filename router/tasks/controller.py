@@ -1,0 +1,119 @@
+"""HTTP: the annotator work loop (tasks/next, label, release) and gold registration."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Response, post
+from litestar.params import FromPath, HeaderParameter, JSONBody
+
+from router.deps import PrincipalDep, RuntimeDep
+from router.gold.service import register_gold
+from router.labels.service import LabelInput, submit_label
+from router.tasks import service
+from router.tasks.schemas import GoldRequest, LabelIn, TaskOut
+
+__all__ = ["AssignmentController", "TaskController"]
+
+XAnnotator = Annotated[str | None, HeaderParameter(name="X-Annotator", required=False)]
+
+
+class TaskController(Controller):
+    path = "/v1/projects/{pid:str}"
+    tags = ("work loop",)
+
+    @post(
+        "/tasks/next",
+        sync_to_thread=True,
+        status_code=200,
+        summary="Claim the annotator's next task under a lease (annotator, tool); 204 if none",
+    )
+    def next_task(
+        self,
+        pid: FromPath[str],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        x_annotator: XAnnotator = None,
+    ) -> Response[TaskOut | None]:
+        task = service.next_task(runtime.db, runtime.assignments, principal, pid, x_annotator)
+        if task is None:
+            return Response(None, status_code=204)
+        return Response(
+            TaskOut(
+                assignment_id=task.assignment_id,
+                item_id=task.item_id,
+                payload=task.payload,
+                label_schema=task.label_schema,
+                rubric_version=task.rubric_version,
+                lease_expires_at=task.lease_expires_at,
+            )
+        )
+
+    @post(
+        "/gold",
+        sync_to_thread=True,
+        status_code=201,
+        tags=("gold",),
+        summary="Register gold items with their answers (ops)",
+    )
+    def gold(
+        self,
+        pid: FromPath[str],
+        data: JSONBody[GoldRequest],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+    ) -> dict[str, Any]:
+        entries = [
+            {
+                "external_id": g.external_id,
+                "payload": g.payload,
+                "answer": g.answer,
+                "revision": g.revision,
+            }
+            for g in data.items
+        ]
+        return register_gold(runtime.db, runtime.assignments, principal, pid, entries)
+
+
+class AssignmentController(Controller):
+    path = "/v1/assignments/{aid:str}"
+    tags = ("work loop",)
+
+    @post(
+        "/label",
+        sync_to_thread=True,
+        summary="Submit the label of an assignment (its annotator, or a tool acting for it)",
+    )
+    def label(
+        self,
+        aid: FromPath[str],
+        data: JSONBody[LabelIn],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        x_annotator: XAnnotator = None,
+    ) -> Response[dict[str, Any]]:
+        body = LabelInput(
+            label=data.label,
+            confidence=data.confidence,
+            rationale=data.rationale,
+            duration_ms=data.duration_ms,
+        )
+        view, created = submit_label(
+            runtime.db, runtime.assignments, runtime.jobs, principal, aid, x_annotator, body
+        )
+        return Response(view, status_code=201 if created else 200)
+
+    @post(
+        "/release",
+        sync_to_thread=True,
+        status_code=200,
+        summary="Give the item back to its queue (its annotator, or a tool acting for it)",
+    )
+    def release(
+        self,
+        aid: FromPath[str],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        x_annotator: XAnnotator = None,
+    ) -> dict[str, Any]:
+        return service.release_task(runtime.db, runtime.assignments, principal, aid, x_annotator)
