@@ -55,8 +55,9 @@ class EmbeddedWorker:
         self._thread = threading.Thread(target=self._run, name="labelrouter-worker", daemon=True)
 
     def _run(self) -> None:
-        worker = ThreadWorker([self._jobs.queue], connection=self._jobs.redis,
-                              serializer=JSONSerializer)
+        worker = ThreadWorker(
+            [self._jobs.queue], connection=self._jobs.redis, serializer=JSONSerializer
+        )
         while not self._stop.is_set():
             try:
                 if self._jobs.queue.count:
