@@ -85,11 +85,10 @@ class JobQueue:
         RQ's own scheduler does this in a forked process, which cannot see an in-process Redis;
         this does the same from a thread. A job another promoter moved already is skipped.
         """
-        registry = ScheduledJobRegistry(queue=self.queue)
+        registry = ScheduledJobRegistry(queue=self.queue)  # type: ignore[no-untyped-call]
         due = registry.get_jobs_to_schedule(int(datetime.now(UTC).timestamp()))
         promoted = 0
-        for job_id in due:
-            name = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+        for name in due:
             if not self.redis.zrem(registry.key, name):
                 continue
             try:
