@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv sync --frozen --extra dev --inexact --python $(BIN)/python
+	$(BIN)/uv sync --frozen --extra dev --extra reference --inexact --python $(BIN)/python
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the project and its dev extras

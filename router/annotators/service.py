@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,7 +15,9 @@ from router.auth.principal import Principal
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, ApiKey, Label, new_id, utcnow
 from router.errors import Conflict, InvalidInput, NotFound
-from router.projects.service import get_project
+from router.projects.service import get_project, routing_config
+from router.quality.rules import GoldRecord, accuracy_estimate
+from router.routing.config import RoutingConfig
 
 __all__ = ["annotator_view", "create_annotator", "list_annotators", "update_annotator"]
 
@@ -92,7 +95,7 @@ def _duplicate(external_id: str) -> Conflict:
 def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dict[str, Any]]:
     actor.authorize(project_id, Role.OPS)
     with db.read() as session:
-        get_project(session, actor, project_id)
+        config = routing_config(session, get_project(session, actor, project_id))
         annotators = list(
             session.execute(
                 select(Annotator)
@@ -107,7 +110,7 @@ def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dic
                 .group_by(col(Label.annotator_id))
             ).all()
         )
-    return [annotator_view(a, n_labels=counts.get(a.id, 0)) for a in annotators]
+    return [annotator_view(a, n_labels=counts.get(a.id, 0), config=config) for a in annotators]
 
 
 def update_annotator(
@@ -131,7 +134,7 @@ def update_annotator(
     if problems:
         raise InvalidInput("the annotator cannot be changed as sent", extra=problems)
     with db.session() as session:
-        get_project(session, actor, project_id)
+        project = get_project(session, actor, project_id)
         annotator = session.get(Annotator, annotator_id)
         if annotator is None or annotator.project_id != project_id:
             raise NotFound(f"annotator {annotator_id!r} not found in project {project_id!r}")
@@ -163,23 +166,34 @@ def update_annotator(
         n_labels = session.execute(
             select(func.count()).where(col(Label.annotator_id) == annotator.id)
         ).scalar_one()
-        return annotator_view(annotator, n_labels=int(n_labels))
+        return annotator_view(
+            annotator, n_labels=int(n_labels), config=routing_config(session, project)
+        )
 
 
-def annotator_view(annotator: Annotator, *, n_labels: int) -> dict[str, Any]:
+def annotator_view(annotator: Annotator, *, n_labels: int, config: RoutingConfig) -> dict[str, Any]:
+    record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
+    mean, lo, hi = accuracy_estimate(record, config)
     return {
         "id": annotator.id,
         "external_id": annotator.external_id,
         "tier": annotator.tier,
         "status": annotator.status,
         "status_reason": annotator.status_reason,
-        "created_at": as_utc(annotator.created_at).isoformat().replace("+00:00", "Z"),
+        "created_at": _iso(annotator.created_at),
         "quality": {
             "n_labels": n_labels,
-            # Gold answers and accuracy arrive with the work loop (issue 3) and the quality
-            # model (issue 4); until then they are reported as unknown, not as zero.
-            "n_gold": 0,
-            "accuracy": None,
-            "accuracy_ci": None,
+            "n_gold": annotator.n_gold,
+            "n_gold_correct": annotator.n_gold_correct,
+            # Posterior mean and 95% credible interval under the config's Beta prior: with no
+            # gold yet, this is the prior, and the interval says how little that means.
+            "accuracy": mean,
+            "accuracy_ci": [lo, hi],
+            "onboarded_at": _iso(annotator.onboarded_at),
+            "gold_exhausted": annotator.gold_exhausted_at is not None,
         },
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return as_utc(value).isoformat().replace("+00:00", "Z") if value is not None else None
