@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-BENCHMARKS = {"ingest": "bench.ingest"}
+BENCHMARKS = {"ingest": "bench.ingest", "quality": "bench.quality"}
 """Name -> module; a module has NAME, add_arguments(parser) and run(args) -> dict."""
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -15,11 +15,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.annotators.controller import AnnotatorController
+from router.auditlog.controller import AuditController
 from router.deps import provide_principal, provide_runtime
 from router.errors import RouterError
+from router.export.controller import ExportController
 from router.health import health, ready
 from router.items.controller import ItemController
+from router.observability.controller import prometheus_metrics
+from router.observability.metrics import metrics_middleware
 from router.projects.controller import ProjectController
+from router.routing.controller import RoutingConfigController
 from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
 from router.startup import prepare
@@ -103,13 +108,18 @@ def create_app(
     return Litestar(
         route_handlers=[
             ProjectController,
+            RoutingConfigController,
             AnnotatorController,
             ItemController,
             TaskController,
             AssignmentController,
+            AuditController,
+            ExportController,
             health,
             ready,
+            prometheus_metrics,
         ],
+        middleware=[metrics_middleware],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=True),

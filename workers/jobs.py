@@ -7,6 +7,7 @@ from typing import Any
 from router.consensus.service import update_items
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
+from router.routing.versions import reroute_project as reroute_project_items
 from router.runtime import get_runtime
 from router.tasks.service import reap_expired_leases
 
@@ -14,6 +15,7 @@ __all__ = [
     "promote_retries",
     "reap_leases",
     "reconcile",
+    "reroute_project",
     "score_batch",
     "update_consensus",
 ]
@@ -25,6 +27,12 @@ def score_batch(batch_id: str) -> dict[str, Any]:
     """Score and route the still-queued items of one ingest batch."""
     rt = get_runtime()
     return route_batch(rt.db, rt.assignments, batch_id)
+
+
+def reroute_project(project_id: str, version: int) -> dict[str, Any]:
+    """Re-route the project's routed items nobody has worked on yet under config `version`."""
+    rt = get_runtime()
+    return reroute_project_items(rt.db, rt.assignments, project_id, version)
 
 
 def reconcile() -> dict[str, Any]:

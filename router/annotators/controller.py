@@ -53,5 +53,12 @@ class AnnotatorController(Controller):
         principal: PrincipalDep,
     ) -> dict[str, Any]:
         return service.update_annotator(
-            runtime.db, principal, pid, aid, tier=data.tier, status=data.status, reason=data.reason
+            runtime.db,
+            runtime.assignments,
+            principal,
+            pid,
+            aid,
+            tier=data.tier,
+            status=data.status,
+            reason=data.reason,
         )

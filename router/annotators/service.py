@@ -12,11 +12,13 @@ from sqlmodel import col
 from router import audit
 from router.auth.keys import Role, generate_key, hash_key
 from router.auth.principal import Principal
+from router.consensus.service import reopen_after_suspension
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, ApiKey, Label, new_id, utcnow
 from router.errors import Conflict, InvalidInput, NotFound
 from router.projects.service import get_project, routing_config
 from router.quality.rules import GoldRecord, accuracy_estimate
+from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 
 __all__ = ["annotator_view", "create_annotator", "list_annotators", "update_annotator"]
@@ -115,6 +117,7 @@ def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dic
 
 def update_annotator(
     db: Database,
+    store: AssignmentStore,
     actor: Principal,
     project_id: str,
     annotator_id: str,
@@ -166,9 +169,13 @@ def update_annotator(
         n_labels = session.execute(
             select(func.count()).where(col(Label.annotator_id) == annotator.id)
         ).scalar_one()
-        return annotator_view(
+        view = annotator_view(
             annotator, n_labels=int(n_labels), config=routing_config(session, project)
         )
+    if changes.get("status", [None, None])[1] == "suspended":
+        # Their labels stop counting: open items they labeled want one label more.
+        reopen_after_suspension(db, store, annotator_id)
+    return view
 
 
 def annotator_view(annotator: Annotator, *, n_labels: int, config: RoutingConfig) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from router.routing.config import RoutingConfig
 from router.routing.service import committees_of, expert_open_count
 from router.routing.settle import decide
 
-__all__ = ["class_prior", "update_items"]
+__all__ = ["class_prior", "reopen_after_suspension", "update_items"]
 
 
 def update_items(
@@ -44,11 +44,36 @@ def update_items(
     return dict(totals)
 
 
+def reopen_after_suspension(db: Database, store: AssignmentStore, annotator_id: str) -> int:
+    """Give back the slot of every label a newly suspended annotator gave an open item.
+
+    A suspended annotator's labels stop counting toward consensus, so each open item that had
+    one in its current tier is a label short: without its slot back it would wait for ever.
+    Call once, after the suspension is committed. Returns the slots given back.
+    """
+    with db.read() as session:
+        rows = session.execute(
+            select(col(Item.project_id), col(Item.id), col(Item.tier), col(Item.priority))
+            .join(Label, col(Label.item_id) == col(Item.id))
+            .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
+            .where(
+                col(Label.annotator_id) == annotator_id,
+                col(Item.status) == "routed",
+                col(Item.is_gold).is_(False),
+                col(Assignment.tier) == col(Item.tier),
+            )
+        ).all()
+    for project_id, item_id, tier, priority in rows:
+        store.return_slot(project_id, item_id, tier=tier, priority=priority or 0.0)
+    return len(rows)
+
+
 def _update_project(
     db: Database, store: AssignmentStore, project_id: str, item_ids: list[str]
 ) -> dict[str, int]:
     redis_ops: list[tuple[str, str, str, float, int]] = []  # (op, item, tier, priority, wanted)
     counts: dict[str, int] = defaultdict(int)
+    decide_again: list[str] = []
     with db.session() as session:
         # One project's decisions are serialized: escalations must respect expert capacity.
         project = session.execute(
@@ -72,8 +97,10 @@ def _update_project(
         ids = [it.id for it in items]
         labels = _counted_labels(session, ids)
         post = posteriors(session, project_id, items, labels, schema, config)
+        # Crowd labels fill the crowd tier's slots (experts doing crowd work included); every
+        # label by an expert counts toward an expert-tier target, crowd work included.
         crowd = np.array([sum(1 for lb in labels[it.id] if lb[2] == "crowd") for it in items])
-        expert = np.array([sum(1 for lb in labels[it.id] if lb[2] == "expert") for it in items])
+        expert = np.array([sum(1 for lb in labels[it.id] if lb[3] == "expert") for it in items])
         leases = np.array(store.live_leases(project_id, ids), dtype=np.int64)
         decision = decide(
             posterior=post,
@@ -95,7 +122,9 @@ def _update_project(
             item.labels_needed = int(decision.labels_needed[i])
             item.updated_at = now
             if action == "done":
-                k = _final_label(post[i], labels[item.id], schema, config, tier)
+                # The posterior weighs an expert's label by their gold record, so a strong
+                # expert decides, but one careless expert label cannot override a clear crowd.
+                k = int(np.argmax(post[i]))
                 item.status = "done"
                 item.consensus_label = schema.labels[k]
                 item.consensus_confidence = float(post[i][k])
@@ -103,7 +132,7 @@ def _update_project(
                 item.routing_reason = f"{item.routing_reason}; settled: {decision.reason[i]}"
                 redis_ops.append(("close", item.id, tier, 0.0, 0))
             else:
-                in_tier = int(crowd[i] if tier == "crowd" else expert[i])
+                in_tier = int(crowd[i] if tier == "crowd" else expert[i])  # as reconcile counts
                 if action == "escalate":
                     item.tier = tier
                     item.routing_reason = f"{item.routing_reason}; escalated: {decision.reason[i]}"
@@ -118,27 +147,43 @@ def _update_project(
                     )
                 wanted = max(0, item.labels_needed - in_tier)
                 redis_ops.append(("open", item.id, tier, item.priority or 0.0, wanted))
+                if action == "escalate" and wanted == 0:
+                    # Its expert labels are already in (given as crowd work): decide again now,
+                    # as no new label will come to trigger it.
+                    decide_again.append(item.id)
             session.add(item)
     for op, item_id, tier, priority, wanted in redis_ops:
         if op == "close":
             store.close_item(project_id, item_id)
         else:
             store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
+    if decide_again:
+        for action, n in _update_project(db, store, project_id, decide_again).items():
+            counts[action] = counts.get(action, 0) + n
     return dict(counts)
 
 
-def _counted_labels(session: Session, item_ids: list[str]) -> dict[str, list[tuple[str, str, str]]]:
-    """(label, annotator_id, tier) per item, leaving out suspended annotators' labels."""
+def _counted_labels(
+    session: Session, item_ids: list[str]
+) -> dict[str, list[tuple[str, str, str, str]]]:
+    """(label, annotator_id, assignment tier, annotator tier) per item, in order, leaving out
+    suspended annotators' labels."""
     rows = session.execute(
-        select(col(Label.item_id), col(Label.label), col(Label.annotator_id), col(Assignment.tier))
+        select(
+            col(Label.item_id),
+            col(Label.label),
+            col(Label.annotator_id),
+            col(Assignment.tier),
+            col(Annotator.tier),
+        )
         .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
         .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
         .where(col(Label.item_id).in_(item_ids), col(Annotator.status) == "active")
         .order_by(col(Label.created_at))
     )
-    out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for item_id, label, annotator_id, tier in rows:
-        out[item_id].append((label, annotator_id, tier))
+    out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
+    for item_id, label, annotator_id, tier, annotator_tier in rows:
+        out[item_id].append((label, annotator_id, tier, annotator_tier))
     return out
 
 
@@ -146,7 +191,7 @@ def posteriors(
     session: Session,
     project_id: str,
     items: list[Item],
-    labels: dict[str, list[tuple[str, str, str]]],
+    labels: dict[str, list[tuple[str, str, str, str]]],
     schema: LabelSchema,
     config: RoutingConfig,
 ) -> NDArray[np.float64]:
@@ -177,7 +222,7 @@ def posteriors(
     position = {a: j for j, a in enumerate(annotator_ids)}
     item_idx, label_idx, labeler_idx = [], [], []
     for i, item in enumerate(items):
-        for label, annotator_id, _tier in labels[item.id]:
+        for label, annotator_id, _tier, _annotator_tier in labels[item.id]:
             index = schema.index_of(label)
             if index is None:  # a label from an older schema revision: it cannot be weighed
                 continue
@@ -211,20 +256,3 @@ def class_prior(session: Session, project_id: str, schema: LabelSchema) -> NDArr
             counts[index] += n
     prior: NDArray[np.float64] = counts / counts.sum()
     return prior
-
-
-def _final_label(
-    posterior: NDArray[np.float64],
-    item_labels: list[tuple[str, str, str]],
-    schema: LabelSchema,
-    config: RoutingConfig,
-    tier: str,
-) -> int:
-    """The settled class: the expert's word where one expert settles, else the posterior's."""
-    if tier == "expert" and config.experts.labels_per_item == 1:
-        expert = [lb for lb in item_labels if lb[2] == "expert"]
-        if expert:
-            index = schema.index_of(expert[-1][0])
-            if index is not None:
-                return index
-    return int(np.argmax(posterior))

@@ -12,6 +12,7 @@ from sqlmodel import Session, col
 
 from router import audit
 from router.auth.principal import Principal
+from router.consensus.service import reopen_after_suspension
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, GoldAnswer, Item, Label, Project, new_id, utcnow
 from router.errors import Conflict, InvalidInput
@@ -66,7 +67,7 @@ def submit_label(
         assert item is not None
         schema = LabelSchema.parse(project.label_schema)
         _validate(body, schema)
-        outcome = store.consume(project.id, assignment.id, item.id)
+        outcome = store.consume(project.id, assignment.id, item.id, assignment.tier)
         if not outcome.counted:
             msg = (
                 "the lease on this assignment expired and the item was given to someone else, "
@@ -91,8 +92,11 @@ def submit_label(
             session.add(label)
             assignment.status = "labeled"
             session.add(assignment)
+            suspended = False
             if item.is_gold:
-                _record_gold(session, project, item, assignment.annotator_id, body.label)
+                suspended = _record_gold(
+                    session, project, item, assignment.annotator_id, body.label
+                )
             else:
                 session.execute(
                     update(Item)
@@ -109,6 +113,14 @@ def submit_label(
         view = _view(label)
         is_gold = item.is_gold
         project_id, item_id = project.id, item.id
+    if suspended:
+        # Their labels no longer count: the open items they labeled want a label more.
+        try:
+            reopen_after_suspension(db, store, assignment.annotator_id)
+        except Exception:  # the reconciler recomputes the slots of recently updated items
+            log.warning(
+                "could not reopen the items of suspended annotator %s", assignment.annotator_id
+            )
     if not is_gold:
         try:
             jobs.enqueue_consensus(project_id, item_id)
@@ -119,8 +131,8 @@ def submit_label(
 
 def _record_gold(
     session: Session, project: Project, item: Item, annotator_id: str, label: str
-) -> None:
-    """A gold answer updates the annotator's record at once, and may suspend them."""
+) -> bool:
+    """A gold answer updates the annotator's record at once; True if it suspended them."""
     answer = session.get(GoldAnswer, item.id)
     correct = answer is not None and answer.answer == label
     annotator = session.execute(
@@ -151,6 +163,7 @@ def _record_gold(
         if suspend:
             _suspend(session, annotator, project.id, reason)
     session.add(annotator)
+    return bool(annotator.status != "active")
 
 
 def _suspend(session: Session, annotator: Annotator, project_id: str, reason: str) -> None:

@@ -63,11 +63,13 @@ local want_gold, gold_only, pick = ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV
 local reaped = reap(p, now, 50)
 local seen = p .. 'seen:' .. ann
 
+-- The fifth element says whether the claim wanted gold and found none left unseen.
+local exhausted = '0'
 local function lease(item, tier, prio)
   redis.call('ZADD', p .. 'leases', now + lease_ms, aid)
   redis.call('HSET', p .. 'lease', aid, item .. '|' .. ann .. '|' .. tier .. '|' .. prio)
   redis.call('SADD', seen, item)
-  return {item, tier, tostring(prio), reaped}
+  return {item, tier, tostring(prio), reaped, exhausted}
 end
 
 local gold_left = 0
@@ -79,9 +81,10 @@ if want_gold or gold_only then
     local item = unseen[math.floor(pick * gold_left) + 1]
     return lease(item, 'gold', '0')
   end
+  exhausted = '1'
 end
 if gold_only then
-  return {false, 'gold_exhausted', '0', reaped}
+  return {false, 'gold_exhausted', '0', reaped, exhausted}
 end
 
 for tier in string.gmatch(ARGV[9], '[^,]+') do
@@ -106,19 +109,19 @@ for tier in string.gmatch(ARGV[9], '[^,]+') do
     start = start + 100
   end
 end
-if want_gold and gold_left == 0 then
-  return {false, 'gold_exhausted', '0', reaped}
-end
-return {false, '', '0', reaped}
+return {false, '', '0', reaped, exhausted}
 """
 )
 
-# ARGV: prefix, assignment_id, item_id
+# ARGV: prefix, assignment_id, item_id, tier (the assignment's: crowd, expert or gold)
 # Returns 1: the lease was live (or expired but not yet reaped): the label counts.
 #         2: the lease had been returned but its slot is still free: retaken, the label counts.
-#         0: the slot went to someone else (or the item closed): the label does not count.
+#            A gold lease holds no slot, so nobody can have taken it: always retaken.
+#         0: the slot went to someone else, the item moved to another tier or closed: the label
+#            does not count. (The item is on its tier's queue exactly while it has free slots
+#            there, so a lapsed crowd lease cannot take the slot of an item gone to an expert.)
 _CONSUME = """
-local p, aid, item = ARGV[1], ARGV[2], ARGV[3]
+local p, aid, item, tier = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('ZSCORE', p .. 'leases', aid) then
   redis.call('ZREM', p .. 'leases', aid)
   local info = redis.call('HGET', p .. 'lease', aid)
@@ -129,11 +132,13 @@ if redis.call('ZSCORE', p .. 'leases', aid) then
   end
   return 1
 end
+if tier == 'gold' then return 2 end
+local q = p .. 'q:' .. tier
+if not redis.call('ZSCORE', q, item) then return 0 end
 local free = tonumber(redis.call('HGET', p .. 'free', item) or '0')
 if free > 0 then
   if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
-    redis.call('ZREM', p .. 'q:crowd', item)
-    redis.call('ZREM', p .. 'q:expert', item)
+    redis.call('ZREM', q, item)
   end
   return 2
 end
@@ -222,6 +227,7 @@ class Claim:
     """The queue it came from: crowd, expert or gold."""
     priority: float
     gold_exhausted: bool
+    """The claim wanted gold and the annotator had seen all of it (routed work may follow)."""
     reaped: list[ReapedLease]
 
 
@@ -294,13 +300,15 @@ class AssignmentStore:
                 ",".join(tiers),
             ]
         )
-        item, tier, prio, reaped = raw
+        item, tier, prio, reaped, exhausted = raw
+        gold_exhausted = _s(exhausted) == "1"
         if not item:
-            return Claim(None, "", 0.0, _s(tier) == "gold_exhausted", _reaped(reaped))
-        return Claim(_s(item), _s(tier), float(_s(prio)), False, _reaped(reaped))
+            return Claim(None, "", 0.0, gold_exhausted, _reaped(reaped))
+        return Claim(_s(item), _s(tier), float(_s(prio)), gold_exhausted, _reaped(reaped))
 
-    def consume(self, project_id: str, assignment_id: str, item_id: str) -> LeaseOutcome:
-        code = int(self._consume(args=[self.prefix(project_id), assignment_id, item_id]))
+    def consume(self, project_id: str, assignment_id: str, item_id: str, tier: str) -> LeaseOutcome:
+        """Take the assignment's slot for its label; `tier` is the assignment's tier."""
+        code = int(self._consume(args=[self.prefix(project_id), assignment_id, item_id, tier]))
         return LeaseOutcome(counted=code > 0, retaken=code == 2)
 
     def release(self, project_id: str, assignment_id: str) -> bool:

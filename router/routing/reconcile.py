@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlmodel import Session, col
 
 from router.db.database import Database, as_utc
-from router.db.models import Assignment, Item, Label, utcnow
+from router.db.models import Annotator, Assignment, Item, Label, utcnow
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 
@@ -158,10 +158,20 @@ def _restore_open_items(
 
 
 def _labels_in_tier(session: Session, item_ids: list[str]) -> dict[tuple[str, str], int]:
+    """Counted labels per (item, tier), as consensus counts them: crowd-queue labels for the
+    crowd tier, labels by expert annotators for the expert tier; suspended annotators' left out.
+    """
     rows = session.execute(
-        select(col(Label.item_id), col(Assignment.tier), func.count())
+        select(col(Label.item_id), col(Assignment.tier), col(Annotator.tier), func.count())
         .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
-        .where(col(Label.item_id).in_(item_ids))
-        .group_by(col(Label.item_id), col(Assignment.tier))
+        .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
+        .where(col(Label.item_id).in_(item_ids), col(Annotator.status) == "active")
+        .group_by(col(Label.item_id), col(Assignment.tier), col(Annotator.tier))
     )
-    return {(item_id, tier): int(n) for item_id, tier, n in rows}
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for item_id, queue_tier, annotator_tier, n in rows:
+        if queue_tier == "crowd":
+            out[(item_id, "crowd")] += int(n)
+        if annotator_tier == "expert":
+            out[(item_id, "expert")] += int(n)
+    return dict(out)

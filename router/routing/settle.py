@@ -113,10 +113,11 @@ def decide(
     4. Otherwise ``"more"``: target ``min(c + s + 1, crowd_label_cap)``, i.e. one label beyond
        those already on their way, never past the cap.
 
-    An escalated item moves to the expert tier with target ``expert_labels +
-    experts.labels_per_item`` (just ``labels_per_item`` unless an expert already labeled it as
-    crowd work). Expert-tier items are ``"done"`` once ``expert_labels ≥ labels_needed``, else
-    ``"wait"``. Room freed by expert items settling in this batch is only seen on the next call.
+    An escalated item moves to the expert tier with target ``experts.labels_per_item``; labels
+    an expert already gave it as crowd work count toward that target (that expert cannot be
+    served the item again, so waiting for a "new" expert label could wait for ever).
+    Expert-tier items are ``"done"`` once ``expert_labels ≥ labels_needed``, else ``"wait"``.
+    Room freed by expert items settling in this batch is only seen on the next call.
 
     Args:
         posterior: Current posterior per item, shape (N, K), rows summing to 1.
@@ -196,7 +197,7 @@ def decide(
     new_tier[escalate] = TIER_EXPERT
 
     new_needed = needed.copy()
-    new_needed[escalate] = expert[escalate] + experts.labels_per_item
+    new_needed[escalate] = experts.labels_per_item
     new_needed[more] = np.minimum(crowd[more] + leases[more] + 1, cons.crowd_label_cap)
 
     expert_total = int(expert_open) + int(escalate.sum())

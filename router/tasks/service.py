@@ -183,8 +183,12 @@ def release_task(
 def load_assignment(
     session: Session, principal: Principal, assignment_id: str, x_annotator: str | None
 ) -> Assignment:
-    """The assignment if the caller is its annotator (or a tool acting for it), else 404."""
-    assignment = session.get(Assignment, assignment_id)
+    """The assignment if the caller is its annotator (or a tool acting for it), else 404.
+
+    The row stays locked until the transaction ends, so that a label or release sent twice at
+    once (a tool retrying) is decided once, the second seeing what the first did.
+    """
+    assignment = session.get(Assignment, assignment_id, with_for_update=True)
     missing = NotFound(f"assignment {assignment_id!r} not found")
     if assignment is None:
         raise missing

@@ -173,3 +173,186 @@ def problems_by_index(body: dict[str, Any]) -> dict[int | None, list[dict[str, A
         assert p["message"], p
         grouped.setdefault(p["index"], []).append(p)
     return grouped
+
+
+# --------------------------------------------------------------------------------------------
+# The work loop: annotators, claims, labels, gold
+# --------------------------------------------------------------------------------------------
+
+QUIET: dict[str, Any] = {
+    "spot_check_fraction": 0.0,
+    "gold": {"rate": {"crowd": 0.0, "expert": 0.0}, "new_annotator_rate": 0.0},
+}
+"""Routing override for work-loop tests where gold and spot checks are not under test."""
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in, recursively (neither is changed)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def quiet(**sections: Any) -> dict[str, Any]:
+    """A routing override: QUIET (no gold, no spot checks) plus `sections`."""
+    return merged(QUIET, sections)
+
+
+def annotator(
+    client: TestClient[Any], project: dict[str, Any], ext: str, tier: str = "crowd"
+) -> dict[str, Any]:
+    """Register an annotator (ops key); the body includes its `api_key`."""
+    resp = client.post(
+        f"/v1/projects/{project['id']}/annotators",
+        json={"external_id": ext, "tier": tier},
+        headers=auth(project["ops_key"]),
+    )
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _as(who: dict[str, Any] | str) -> dict[str, str]:
+    return auth(who if isinstance(who, str) else who["api_key"])
+
+
+def claim(
+    client: TestClient[Any],
+    project: dict[str, Any],
+    who: dict[str, Any] | str,
+    *,
+    expect: int = 200,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """POST tasks/next as `who` (an annotator body or a raw key); the task, or None on 204."""
+    resp = client.post(
+        f"/v1/projects/{project['id']}/tasks/next", headers={**_as(who), **(headers or {})}
+    )
+    assert resp.status_code == expect, resp.text
+    if resp.status_code != 200:
+        return resp.json() if resp.content else None
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def claim_all(
+    client: TestClient[Any], project: dict[str, Any], who: dict[str, Any] | str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Claim until 204; every task handed out, in order."""
+    tasks = []
+    for _ in range(limit):
+        task = client.post(f"/v1/projects/{project['id']}/tasks/next", headers=_as(who))
+        if task.status_code == 204:
+            return tasks
+        assert task.status_code == 200, task.text
+        tasks.append(task.json())
+    raise AssertionError(f"more than {limit} tasks")
+
+
+def label(
+    client: TestClient[Any],
+    task: dict[str, Any] | str,
+    who: dict[str, Any] | str,
+    value: str = "dog",
+    *,
+    expect: int = 201,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """POST the label of a task (or assignment id) as `who`; the body."""
+    aid = task if isinstance(task, str) else task["assignment_id"]
+    resp = client.post(
+        f"/v1/assignments/{aid}/label",
+        json={"label": value, **fields},
+        headers={**_as(who), **(headers or {})},
+    )
+    assert resp.status_code == expect, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def release(
+    client: TestClient[Any],
+    task: dict[str, Any] | str,
+    who: dict[str, Any] | str,
+    *,
+    expect: int = 200,
+) -> dict[str, Any]:
+    aid = task if isinstance(task, str) else task["assignment_id"]
+    resp = client.post(f"/v1/assignments/{aid}/release", headers=_as(who))
+    assert resp.status_code == expect, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def add_gold(
+    client: TestClient[Any],
+    project: dict[str, Any],
+    answers: dict[str, str],
+    *,
+    key: str | None = None,
+    expect: int = 201,
+) -> dict[str, Any]:
+    """POST gold items {external_id: answer}; returns the body (external_id -> id in `ids`)."""
+    resp = client.post(
+        f"/v1/projects/{project['id']}/gold",
+        json={
+            "items": [
+                {"external_id": ext, "payload": {"text": ext}, "answer": answer}
+                for ext, answer in answers.items()
+            ]
+        },
+        headers=auth(key or project["ops_key"]),
+    )
+    assert resp.status_code == expect, resp.text
+    body: dict[str, Any] = resp.json()
+    if resp.status_code == 201:
+        body["ids"] = {i["external_id"]: i["id"] for i in body["items"]}
+    return body
+
+
+def annotators_by_external_id(
+    client: TestClient[Any], project: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """GET the annotators list (ops): external_id -> annotator with its quality summary."""
+    resp = client.get(f"/v1/projects/{project['id']}/annotators", headers=auth(project["ops_key"]))
+    assert resp.status_code == 200, resp.text
+    return {a["external_id"]: a for a in resp.json()}
+
+
+def redis_slots(runtime: Runtime, project_id: str, item_id: str) -> tuple[int, int]:
+    """(free, leased) label slots of an item in Redis (0 where absent)."""
+    p = runtime.assignments.prefix(project_id)
+    free = runtime.redis.hget(p + "free", item_id)
+    leased = runtime.redis.hget(p + "leased", item_id)
+    return int(free or 0), int(leased or 0)  # type: ignore[arg-type]
+
+
+class Clock:
+    """Moves the work loop's wall clock (lease stamps and the reaper) forward on demand."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def time(self) -> float:
+        return _real_time() + self.offset
+
+
+def _real_time() -> float:
+    import time
+
+    return time.time()
+
+
+def install_clock(monkeypatch: Any) -> Clock:
+    """Replace the clock of router.tasks.service (claims, leases, reaper) with a movable one."""
+    clock = Clock()
+    monkeypatch.setattr("router.tasks.service.time", clock)
+    return clock

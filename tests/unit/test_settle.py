@@ -212,10 +212,13 @@ def test_escalation_asks_for_two_expert_labels_when_configured():
     assert "2 expert labels wanted" in reason
 
 
-def test_escalation_wants_new_expert_labels_beyond_any_already_given():
-    # An expert already labeled this crowd item as crowd work; escalation wants one more.
+def test_escalation_counts_an_expert_label_given_as_crowd_work():
+    # An expert already labeled this crowd item as crowd work: that expert can never be served
+    # it again, so their label counts toward the expert target instead of waiting for another.
     action, needed, _, _ = one({"posterior": SPLIT, "crowd": 3, "expert": 1})
-    assert (action, needed) == ("escalate", 2)
+    assert (action, needed) == ("escalate", 1)
+    then, _, _, _ = one({"tier": "expert", "posterior": SPLIT, "expert": 1, "needed": needed})
+    assert then == "done"
 
 
 # --- expert tier ----------------------------------------------------------------------------

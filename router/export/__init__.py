@@ -1,0 +1,1 @@
+"""Exporting settled items with their labels and full provenance (NDJSON, streamed)."""

@@ -1,0 +1,215 @@
+"""Calibration of annotators' self-reported confidence, drift of accuracy, ordinal error.
+
+Inputs are an annotator's gold answers: ``confidence[i]`` is the probability they reported that
+their answer ``i`` is right (in [0, 1]) and ``correct[i]`` whether it was (bool or 0/1).
+Confidences are binned into ``n_bins`` equal-width bins on [0, 1]; bin ``b`` holds
+``edges[b] < c <= edges[b + 1]`` (right-closed, as in Guo et al., "On Calibration of Modern
+Neural Networks", 2017), and a confidence of exactly 0 goes to the first bin.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import NDArray
+
+__all__ = [
+    "ReliabilityTable",
+    "brier_score",
+    "drift",
+    "expected_calibration_error",
+    "mean_absolute_error_levels",
+    "reliability_table",
+]
+
+
+@dataclass(frozen=True)
+class ReliabilityTable:
+    """Per-bin summary of confidence against accuracy (a reliability diagram's data).
+
+    Attributes:
+        edges: Bin edges, shape (B + 1,), from 0 to 1.
+        count: Answers per bin, shape (B,).
+        mean_confidence: Mean reported confidence per bin, shape (B,); NaN for an empty bin.
+        accuracy: Share of correct answers per bin, shape (B,); NaN for an empty bin.
+    """
+
+    edges: NDArray[np.float64]
+    count: NDArray[np.int64]
+    mean_confidence: NDArray[np.float64]
+    accuracy: NDArray[np.float64]
+
+
+def _answers(
+    confidence: npt.ArrayLike, correct: npt.ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct)
+    if conf.ndim != 1 or hit.shape != conf.shape:
+        raise ValueError(
+            f"confidence and correct must both have shape (n,), got {conf.shape} and {hit.shape}"
+        )
+    if not np.all((conf >= 0.0) & (conf <= 1.0)):  # also rejects NaN
+        raise ValueError("every confidence must be in [0, 1]")
+    hit_f = hit.astype(np.float64)
+    if not np.all((hit_f == 0.0) | (hit_f == 1.0)):
+        raise ValueError("correct must hold booleans or 0/1")
+    return conf, hit_f
+
+
+def reliability_table(
+    confidence: npt.ArrayLike, correct: npt.ArrayLike, n_bins: int = 10
+) -> ReliabilityTable:
+    """Bins answers by reported confidence: per bin the count, mean confidence and accuracy.
+
+    Args:
+        confidence: Reported confidence of each answer, shape (n,), in [0, 1].
+        correct: Whether each answer was right, shape (n,), bool or 0/1.
+        n_bins: Number of equal-width bins on [0, 1] (>= 1).
+
+    Returns:
+        The table; counts sum to n.
+
+    Raises:
+        ValueError: If ``n_bins < 1``, the shapes differ, a confidence is outside [0, 1] or NaN,
+            or ``correct`` holds something other than 0/1.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    conf, hit = _answers(confidence, correct)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # searchsorted(side="left") on the inner edges gives the bin with edges[b] < c <= edges[b+1]
+    # (c == 0 lands in bin 0), exactly as comparing with the same edges array would.
+    bins = np.searchsorted(edges[1:-1], conf, side="left")
+    count = np.bincount(bins, minlength=n_bins).astype(np.int64)
+    conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
+    hit_sum = np.bincount(bins, weights=hit, minlength=n_bins)
+    nonempty = count > 0
+    mean_conf = np.divide(conf_sum, count, out=np.full(n_bins, np.nan), where=nonempty)
+    accuracy = np.divide(hit_sum, count, out=np.full(n_bins, np.nan), where=nonempty)
+    return ReliabilityTable(edges, count, mean_conf, accuracy)
+
+
+def expected_calibration_error(
+    confidence: npt.ArrayLike, correct: npt.ArrayLike, n_bins: int = 10
+) -> float:
+    """Expected calibration error: ``sum over bins of (n_b / n) * |accuracy_b - confidence_b|``.
+
+    Args:
+        confidence: Reported confidence of each answer, shape (n,), in [0, 1].
+        correct: Whether each answer was right, shape (n,), bool or 0/1.
+        n_bins: Number of equal-width bins on [0, 1] (>= 1).
+
+    Returns:
+        ECE in [0, 1]; NaN when there are no answers.
+
+    Raises:
+        ValueError: As :func:`reliability_table`.
+    """
+    table = reliability_table(confidence, correct, n_bins)
+    total = int(table.count.sum())
+    if total == 0:
+        return math.nan
+    nonempty = table.count > 0
+    gaps = np.abs(table.accuracy[nonempty] - table.mean_confidence[nonempty])
+    return float((table.count[nonempty] * gaps).sum() / total)
+
+
+def brier_score(confidence: npt.ArrayLike, correct: npt.ArrayLike) -> float:
+    """Binary Brier score of the reported confidence: ``mean((confidence - correct)^2)``.
+
+    The confidence is the reported probability that the given label is right, so this is the
+    Brier score of a binary forecast "my answer is correct".
+
+    Args:
+        confidence: Reported confidence of each answer, shape (n,), in [0, 1].
+        correct: Whether each answer was right, shape (n,), bool or 0/1.
+
+    Returns:
+        The score in [0, 1] (0 is perfect); NaN when there are no answers.
+
+    Raises:
+        ValueError: If the shapes differ, a confidence is outside [0, 1] or NaN, or ``correct``
+            holds something other than 0/1.
+    """
+    conf, hit = _answers(confidence, correct)
+    if conf.size == 0:
+        return math.nan
+    diff = conf - hit
+    return float(np.mean(diff * diff))
+
+
+def drift(
+    correct_in_order: npt.ArrayLike, window: int, margin: float, *, min_history: int = 1
+) -> tuple[float, float, bool]:
+    """Recent accuracy on gold against the annotator's history before it.
+
+    The recent accuracy is over the last ``window`` answers, the history accuracy over all the
+    answers before them. A drop is flagged when ``history - recent > margin``, provided the
+    window is full and the history has at least ``min_history`` answers.
+
+    Args:
+        correct_in_order: Whether each gold answer was right, oldest first, shape (n,).
+        window: Number N of recent answers (>= 1).
+        margin: Allowed fall of accuracy, in [0, 1].
+        min_history: Fewest answers before the window needed to flag (>= 1).
+
+    Returns:
+        ``(recent_accuracy, history_accuracy, flagged)``; an accuracy over no answers is NaN,
+        and then nothing is flagged.
+
+    Raises:
+        ValueError: If ``window < 1``, ``min_history < 1``, ``margin`` is not in [0, 1], or
+            ``correct_in_order`` is not 1-D 0/1.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if min_history < 1:
+        raise ValueError(f"min_history must be >= 1, got {min_history}")
+    if not 0.0 <= float(margin) <= 1.0:
+        raise ValueError(f"margin must be in [0, 1], got {margin}")
+    hit = np.asarray(correct_in_order)
+    if hit.ndim != 1:
+        raise ValueError(f"correct_in_order must have shape (n,), got {hit.shape}")
+    hit_f = hit.astype(np.float64)
+    if not np.all((hit_f == 0.0) | (hit_f == 1.0)):
+        raise ValueError("correct_in_order must hold booleans or 0/1")
+    recent = hit_f[-window:]
+    history = hit_f[: max(hit_f.size - window, 0)]
+    recent_acc = float(recent.mean()) if recent.size else math.nan
+    history_acc = float(history.mean()) if history.size else math.nan
+    flagged = (
+        recent.size == window
+        and history.size >= min_history
+        and history_acc - recent_acc > float(margin)
+    )
+    return recent_acc, history_acc, bool(flagged)
+
+
+def mean_absolute_error_levels(true_level: npt.ArrayLike, given_level: npt.ArrayLike) -> float:
+    """Mean absolute error in levels of ordinal answers on gold: ``mean(|true - given|)``.
+
+    Args:
+        true_level: Gold level (position in the ordinal scale) of each answer, shape (n,).
+        given_level: Level the annotator gave, shape (n,).
+
+    Returns:
+        The mean distance in levels; NaN when there are no answers.
+
+    Raises:
+        ValueError: If the shapes differ or are not 1-D, or a level is not finite.
+    """
+    t = np.asarray(true_level, dtype=np.float64)
+    g = np.asarray(given_level, dtype=np.float64)
+    if t.ndim != 1 or t.shape != g.shape:
+        raise ValueError(
+            f"true_level and given_level must both have shape (n,), got {t.shape} and {g.shape}"
+        )
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(g))):
+        raise ValueError("levels must be finite")
+    if t.size == 0:
+        return math.nan
+    return float(np.mean(np.abs(t - g)))
