@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
+from router.observability import metrics
 from router.queueing.jobs import JobQueue
 from router.runtime import Runtime
 
@@ -17,7 +20,23 @@ __all__ = ["EmbeddedWorker", "ThreadWorker", "run_worker"]
 log = logging.getLogger(__name__)
 
 
-class ThreadWorker(SimpleWorker):
+class CountingWorker(SimpleWorker):
+    """Runs jobs in this process (no fork per job), counting successes and failures."""
+
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(job, queue, *args, **kwargs)
+        metrics.JOBS_PROCESSED.labels(job=_job_name(job)).inc()
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        metrics.JOBS_FAILED.labels(job=_job_name(job)).inc()
+
+
+def _job_name(job: Job) -> str:
+    return str(job.func_name).rsplit(".", 1)[-1]
+
+
+class ThreadWorker(CountingWorker):
     """Runs jobs in the calling thread: signals and SIGALRM timeouts need the main thread."""
 
     death_penalty_class = TimerDeathPenalty
@@ -32,7 +51,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
     Jobs are short and run in this process (no fork per job): a forked work horse would share
     the parent's database connections, which PostgreSQL connections do not survive.
     """
-    worker = SimpleWorker(
+    worker = CountingWorker(
         [runtime.jobs.queue],
         connection=runtime.redis,
         serializer=JSONSerializer,

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, insert, or_, select, tuple_
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -219,11 +219,13 @@ def list_items(
             query = query.where(col(Item.is_gold).is_(False))
         if after is not None:
             ts, last_id = after
+            # The plain bound lets the (project, created_at, id) index seek to the page.
             query = query.where(
+                col(Item.created_at) >= ts,
                 or_(
                     col(Item.created_at) > ts,
                     and_(col(Item.created_at) == ts, col(Item.id) > last_id),
-                )
+                ),
             )
         query = query.order_by(col(Item.created_at), col(Item.id)).limit(limit + 1)
         rows = list(session.execute(query).scalars())
@@ -286,7 +288,3 @@ def _decode_cursor(cursor: str, problems: list[dict[str, str]]) -> tuple[datetim
             {"field": "cursor", "message": "not a cursor this service issued; use next_cursor"}
         )
         return None
-
-
-# Unused-import guards for tools that strip them: func and tuple_ are kept for callers' queries.
-_ = (func, tuple_)

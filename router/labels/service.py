@@ -16,6 +16,7 @@ from router.consensus.service import reopen_after_suspension
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, GoldAnswer, Item, Label, Project, new_id, utcnow
 from router.errors import Conflict, InvalidInput
+from router.observability import metrics
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
 from router.quality.rules import GoldRecord, onboarding_verdict, suspension_verdict
@@ -111,6 +112,7 @@ def submit_label(
                 )
             raise
         view = _view(label)
+        view_tier = assignment.tier
         is_gold = item.is_gold
         project_id, item_id = project.id, item.id
     if suspended:
@@ -126,6 +128,7 @@ def submit_label(
             jobs.enqueue_consensus(project_id, item_id)
         except Exception:  # the reconciler re-checks items whose labels are all in
             log.warning("could not schedule consensus for item %s", item_id)
+    metrics.LABELS_SUBMITTED.labels(tier=view_tier).inc()
     return view, True
 
 

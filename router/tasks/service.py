@@ -15,6 +15,7 @@ from router.auth.principal import Principal
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, Assignment, Item, Project, new_id
 from router.errors import Conflict, NotFound
+from router.observability import metrics
 from router.projects.service import get_project, routing_config
 from router.queueing.assignments import AssignmentStore, ReapedLease
 from router.routing.config import RoutingConfig
@@ -96,6 +97,7 @@ def next_task(
                     .values(gold_exhausted_at=now)
                 )
             if claim.item_id is None:
+                metrics.LEASES_EXPIRED.inc(len(claim.reaped))
                 return None
             item = session.get(Item, claim.item_id)
             if item is None:  # Redis held an item the database no longer has
@@ -113,12 +115,17 @@ def next_task(
                     lease_expires_at=expires,
                 )
             )
-            return _task(assignment_id, item, project, expires)
+            task = _task(assignment_id, item, project, expires)
     except BaseException:
         # Nothing was promised to the client: hand the slot back.
         if claim.item_id is not None:
             store.release(project_id, assignment_id)
         raise
+    if claim.reaped:
+        metrics.LEASES_EXPIRED.inc(len(claim.reaped))
+    if claim.tier == "gold":
+        metrics.GOLD_SERVED.labels(annotator_tier=annotator.tier).inc()
+    return task
 
 
 def _task(assignment_id: str, item: Item, project: Project, expires: datetime) -> Task:
@@ -158,6 +165,7 @@ def reap_expired_leases(db: Database, store: AssignmentStore) -> int:
             with db.session() as session:
                 mark_expired(session, reaped)
             total += len(reaped)
+            metrics.LEASES_EXPIRED.inc(len(reaped))
     return total
 
 
