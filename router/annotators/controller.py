@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 from router.annotators import service
 from router.annotators.schemas import AnnotatorCreate, AnnotatorCreated, AnnotatorPatch
 from router.deps import PrincipalDep, RuntimeDep
+from router.quality.report import annotator_quality
 
 __all__ = ["AnnotatorController"]
 
@@ -62,3 +63,13 @@ class AnnotatorController(Controller):
             status=data.status,
             reason=data.reason,
         )
+
+    @get(
+        "/{aid:str}/quality",
+        sync_to_thread=True,
+        summary="An annotator's accuracy, confusion, calibration and drift on gold (ops)",
+    )
+    def quality(
+        self, pid: FromPath[str], aid: FromPath[str], runtime: RuntimeDep, principal: PrincipalDep
+    ) -> dict[str, Any]:
+        return annotator_quality(runtime.db, principal, pid, aid)

@@ -218,6 +218,9 @@ def posteriors(
     total = np.array([records[a].n_gold for a in annotator_ids])
     p = config.consensus.annotator_prior
     accuracy, _lo, _hi = accuracy_posterior(correct, total, p.alpha, p.beta)
+    # One accuracy per labeler, spread evenly over wrong classes. Full K x K matrices from gold
+    # alone (router.quality.confusions) are too sparse per row: in the simulated campaign they
+    # lost to majority vote on 2 of 8 seeds. They await the Dawid-Skene refit over all labels.
     confusion = symmetric_confusion(accuracy, k)
     position = {a: j for j, a in enumerate(annotator_ids)}
     item_idx, label_idx, labeler_idx = [], [], []

@@ -266,6 +266,12 @@ class QualityConfig(BaseModel):
     suspend_below: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
     """Suspend when the upper 95% credible bound of accuracy falls below this, in [0, 1]."""
 
+    drift_window: int = Field(ge=1, strict=True)
+    """Drift compares accuracy over the annotator's last this-many gold answers ..."""
+
+    drift_margin: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
+    """... with their accuracy before them, and flags a fall of more than this."""
+
 
 class LeasesConfig(BaseModel):
     """How long an assignment is held for the annotator who claimed it."""

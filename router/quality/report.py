@@ -1,0 +1,153 @@
+"""An annotator's quality read-out: accuracy, confusion, calibration and drift on gold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from router.auth.keys import Role
+from router.auth.principal import Principal
+from router.db.database import Database
+from router.db.models import Annotator, GoldAnswer, Item, Label
+from router.errors import NotFound
+from router.maths.calibration import (
+    brier_score,
+    drift,
+    expected_calibration_error,
+    mean_absolute_error_levels,
+    reliability_table,
+)
+from router.projects.label_schema import LabelSchema
+from router.projects.service import get_project, routing_config
+from router.quality.confusions import gold_confusions
+from router.quality.rules import GoldRecord, accuracy_estimate
+
+__all__ = ["annotator_quality"]
+
+_OVERCONFIDENCE = 0.1
+"""Mean stated confidence above accuracy on gold by more than this is flagged."""
+_MIN_CONFIDENT = 10
+
+
+def annotator_quality(
+    db: Database, actor: Principal, project_id: str, annotator_id: str
+) -> dict[str, Any]:
+    """The contract's quality fields plus the reliability table and drift behind them."""
+    actor.authorize(project_id, Role.OPS)
+    with db.read() as session:
+        project = get_project(session, actor, project_id)
+        annotator = session.get(Annotator, annotator_id)
+        if annotator is None or annotator.project_id != project_id:
+            raise NotFound(f"annotator {annotator_id!r} not found in project {project_id!r}")
+        config = routing_config(session, project)
+        schema = LabelSchema.parse(project.label_schema)
+        answers = session.execute(
+            select(col(GoldAnswer.answer), col(Label.label), col(Label.confidence))
+            .join(Item, col(Item.id) == col(Label.item_id))
+            .join(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
+            .where(col(Label.annotator_id) == annotator.id, col(Item.is_gold).is_(True))
+            .order_by(col(Label.created_at), col(Label.id))
+        ).all()
+        n_labels = int(
+            session.execute(
+                select(func.count()).where(col(Label.annotator_id) == annotator.id)
+            ).scalar_one()
+        )
+        confusion = gold_confusions(session, [annotator.id], schema, config)[0]
+    truth = np.array([schema.index_of(a) for a, _, _ in answers], dtype=object)
+    given = np.array([schema.index_of(g) for _, g, _ in answers], dtype=object)
+    usable = np.array(
+        [t is not None and g is not None for t, g in zip(truth, given, strict=True)], dtype=bool
+    )
+    true_idx = truth[usable].astype(np.int64)
+    given_idx = given[usable].astype(np.int64)
+    correct = true_idx == given_idx
+    record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
+    mean, lo, hi = accuracy_estimate(record, config)
+    confident = [
+        (c, ok)
+        for (_, _, c), ok, use in zip(answers, _spread(correct, usable), usable, strict=True)
+        if use and c is not None
+    ]
+    calibration: dict[str, Any] = {"ece": None, "brier": None, "reliability": None}
+    flags: list[str] = []
+    if confident:
+        conf = np.array([c for c, _ in confident], dtype=np.float64)
+        hits = np.array([ok for _, ok in confident], dtype=np.float64)
+        table = reliability_table(conf, hits)
+        calibration = {
+            "ece": expected_calibration_error(conf, hits),
+            "brier": brier_score(conf, hits),
+            "reliability": [
+                {
+                    "bin": [float(table.edges[i]), float(table.edges[i + 1])],
+                    "count": int(table.count[i]),
+                    "mean_confidence": _num(table.mean_confidence[i]),
+                    "accuracy": _num(table.accuracy[i]),
+                }
+                for i in range(table.count.size)
+            ],
+        }
+        if conf.size >= _MIN_CONFIDENT and conf.mean() - hits.mean() > _OVERCONFIDENCE:
+            flags.append("overconfident")
+    q = config.quality
+    recent, history, drifted = (
+        drift(correct, q.drift_window, q.drift_margin)
+        if correct.size
+        else (math.nan, math.nan, False)
+    )
+    if drifted:
+        flags.append("drift")
+    if record.n_gold >= q.min_gold and hi < q.suspend_below:
+        flags.append("accuracy_below_bar")
+    if annotator.gold_exhausted_at is not None:
+        flags.append("gold_exhausted")
+    report: dict[str, Any] = {
+        "annotator_id": annotator.id,
+        "external_id": annotator.external_id,
+        "tier": annotator.tier,
+        "status": annotator.status,
+        "status_reason": annotator.status_reason,
+        "n_gold": record.n_gold,
+        "n_gold_correct": record.n_correct,
+        "accuracy": mean,
+        "accuracy_ci": [lo, hi],
+        # Row = true class, column = given label (in `confusion_classes` order); the posterior
+        # mean under the annotator prior, so rows without gold answers show the prior.
+        "confusion": confusion.tolist(),
+        "confusion_classes": list(schema.labels),
+        "ece": calibration["ece"],
+        "brier": calibration["brier"],
+        "reliability": calibration["reliability"],
+        "drift": {
+            "window": q.drift_window,
+            "recent_accuracy": _num(recent),
+            "history_accuracy": _num(history),
+            "flagged": drifted,
+        },
+        "n_labels": n_labels,
+        "flags": flags,
+    }
+    if schema.kind == "ordinal":
+        report["mean_absolute_error_levels"] = (
+            mean_absolute_error_levels(true_idx, given_idx) if true_idx.size else None
+        )
+    return report
+
+
+def _spread(correct: np.ndarray[Any, Any], usable: np.ndarray[Any, Any]) -> list[bool]:
+    """`correct` (over usable answers) laid back over all answers (False where unusable)."""
+    out = [False] * usable.size
+    it = iter(correct.tolist())
+    for i, use in enumerate(usable.tolist()):
+        if use:
+            out[i] = bool(next(it))
+    return out
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or math.isnan(float(value)) else float(value)
