@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
+from router.maths.uncertainty import index_array
+
 __all__ = [
     "AlphaLevel",
     "alpha_from_value_counts",
@@ -36,18 +38,6 @@ _LEVELS = ("nominal", "ordinal", "interval")
 
 # Integer-valued data spanning fewer values than this are coded with a lookup table, not a sort.
 _DENSE_RANGE = 1 << 16
-
-
-def _indices(name: str, values: npt.ArrayLike, size: int) -> NDArray[np.intp]:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (L,), got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    idx = arr.astype(np.intp, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= size):
-        raise ValueError(f"{name} must be in [0, {size}), got values in [{idx.min()}, {idx.max()}]")
-    return idx
 
 
 def _reliability(reliability: npt.ArrayLike) -> NDArray[np.float64]:
@@ -85,8 +75,8 @@ def reliability_matrix(
         ValueError: If the arrays differ in length, an index is out of range or not an integer,
             a value is not finite, or a rater rated the same unit twice.
     """
-    items = _indices("item_index", item_index, n_items)
-    raters = _indices("rater_index", rater_index, n_raters)
+    items = index_array("item_index", item_index, n_items)
+    raters = index_array("rater_index", rater_index, n_raters)
     values = np.asarray(label, dtype=np.float64)
     if not items.shape == raters.shape == values.shape:
         raise ValueError(
@@ -121,8 +111,8 @@ def value_counts(
         ValueError: If the arrays differ in length, or an index is out of range or not an
             integer.
     """
-    items = _indices("item_index", item_index, n_items)
-    labels = _indices("label_index", label_index, k)
+    items = index_array("item_index", item_index, n_items)
+    labels = index_array("label_index", label_index, k)
     if items.shape != labels.shape:
         raise ValueError(
             f"item_index and label_index must have the same length, got {items.size} and "
@@ -381,8 +371,8 @@ def cohen_kappa(
     """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
-    x = _indices("a", a, k)
-    y = _indices("b", b, k)
+    x = index_array("a", a, k)
+    y = index_array("b", b, k)
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same length, got {x.size} and {y.size}")
     if x.size == 0:

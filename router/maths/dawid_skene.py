@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
+from router.maths.uncertainty import index_array
+
 __all__ = [
     "DawidSkene",
     "GoldAnswers",
@@ -35,18 +37,6 @@ GoldAnswers = Mapping[int, int] | tuple[npt.ArrayLike, npt.ArrayLike]
 # (log ~ -23) rather than -inf, which would turn a disagreement into 0/0 = NaN. Same role and
 # value as crowd-kit's clip.
 _LOG_FLOOR = 1e-10
-
-
-def _indices(name: str, values: npt.ArrayLike, size: int) -> NDArray[np.intp]:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (L,), got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    idx = arr.astype(np.intp, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= size):
-        raise ValueError(f"{name} must be in [0, {size}), got values in [{idx.min()}, {idx.max()}]")
-    return idx
 
 
 def _check_prior(prior_diag: float, prior_off: float) -> tuple[float, float]:
@@ -111,9 +101,9 @@ def confusion_from_gold(
     if n_workers < 0:
         raise ValueError(f"n_workers must be >= 0, got {n_workers}")
     diag, off = _check_prior(prior_diag, prior_off)
-    workers = _indices("worker_index", worker_index, n_workers)
-    truth = _indices("true_class", true_class, k)
-    given = _indices("given_class", given_class, k)
+    workers = index_array("worker_index", worker_index, n_workers)
+    truth = index_array("true_class", true_class, k)
+    given = index_array("given_class", given_class, k)
     if not workers.shape == truth.shape == given.shape:
         raise ValueError(
             "worker_index, true_class and given_class must have the same length, got "
@@ -136,8 +126,8 @@ def _gold_arrays(
         classes_raw: npt.ArrayLike = np.fromiter(gold.values(), dtype=np.int64, count=len(gold))
     else:
         items_raw, classes_raw = gold
-    items = _indices("gold items", items_raw, n_items)
-    classes = _indices("gold classes", classes_raw, k)
+    items = index_array("gold items", items_raw, n_items)
+    classes = index_array("gold classes", classes_raw, k)
     if items.shape != classes.shape:
         raise ValueError(
             f"gold items and classes must have the same length, got {items.size} and {classes.size}"
@@ -337,9 +327,9 @@ class DawidSkene:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         if n_items < 0 or n_workers < 0:
             raise ValueError(f"n_items and n_workers must be >= 0, got {n_items}, {n_workers}")
-        items = _indices("item_index", item_index, n_items)
-        workers = _indices("worker_index", worker_index, n_workers)
-        labels = _indices("label_index", label_index, k)
+        items = index_array("item_index", item_index, n_items)
+        workers = index_array("worker_index", worker_index, n_workers)
+        labels = index_array("label_index", label_index, k)
         if not items.shape == workers.shape == labels.shape:
             raise ValueError(
                 "item_index, worker_index and label_index must have the same length, got "

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 from scipy import stats  # type: ignore[import-untyped]
 
-from router.maths.uncertainty import as_probability_batch, entropy
+from router.maths.uncertainty import as_probability_batch, entropy, index_array
 
 __all__ = [
     "DEFAULT_PRIOR_FLOOR",
@@ -116,18 +116,6 @@ def symmetric_confusion(accuracy: npt.ArrayLike, k: int) -> NDArray[np.float64]:
     return result
 
 
-def _indices(name: str, values: npt.ArrayLike, size: int) -> NDArray[np.intp]:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must have shape (L,), got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
-    idx = arr.astype(np.intp, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= size):
-        raise ValueError(f"{name} must be in [0, {size}), got values in [{idx.min()}, {idx.max()}]")
-    return idx
-
-
 def item_posteriors(
     prior: npt.ArrayLike,
     item_index: npt.ArrayLike,
@@ -172,9 +160,9 @@ def item_posteriors(
         raise ValueError("confusion must be finite and non-negative")
     if not prior_floor > 0.0:
         raise ValueError(f"prior_floor must be > 0, got {prior_floor}")
-    items = _indices("item_index", item_index, n)
-    labels = _indices("label_index", label_index, k)
-    labelers = _indices("labeler_index", labeler_index, conf.shape[0])
+    items = index_array("item_index", item_index, n)
+    labels = index_array("label_index", label_index, k)
+    labelers = index_array("labeler_index", labeler_index, conf.shape[0])
     if not items.shape == labels.shape == labelers.shape:
         raise ValueError(
             "item_index, label_index and labeler_index must have the same length, got "

@@ -17,6 +17,7 @@ __all__ = [
     "UNCERTAINTY_MEASURES",
     "as_probability_batch",
     "entropy",
+    "index_array",
     "least_confidence",
     "margin",
     "shannon_entropy",
@@ -43,6 +44,31 @@ def as_probability_batch(p: npt.ArrayLike, ndim: int, name: str = "p") -> NDArra
     if arr.shape[-1] < 2:
         raise ValueError(f"{name} must have at least 2 classes on its last axis, got {arr.shape}")
     return arr
+
+
+def index_array(name: str, values: npt.ArrayLike, size: int) -> NDArray[np.intp]:
+    """Checks a flat array of indices into ``range(size)`` and returns it as intp.
+
+    Args:
+        name: The argument's name, used in error messages.
+        values: The indices, shape (L,).
+        size: One past the largest valid index.
+
+    Returns:
+        ``values`` as an intp array (not copied when it already is one).
+
+    Raises:
+        ValueError: If ``values`` is not 1-D, not integers, or out of range.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must have shape (L,), got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    idx = arr.astype(np.intp, copy=False)
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        raise ValueError(f"{name} must be in [0, {size}), got values in [{idx.min()}, {idx.max()}]")
+    return idx
 
 
 def shannon_entropy(p: npt.ArrayLike) -> NDArray[np.float64]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -20,16 +21,18 @@ from router.db.database import Database
 from router.db.models import Item, Prediction, Project, utcnow
 from router.maths.disagreement import priority as blend_priority
 from router.maths.disagreement import score_committee
+from router.projects.label_schema import LabelSchema
 from router.projects.service import label_schema_of, routing_config
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
-from router.routing.policy import TIER_AUTO, route
+from router.routing.policy import TIER_AUTO, RoutingDecision, route
 
 __all__ = [
     "BatchScores",
     "committees_of",
     "expert_open_count",
     "route_batch",
+    "routing_row",
     "score_items",
     "spot_check_draws",
 ]
@@ -93,6 +96,49 @@ def expert_open_count(session: Session, project_id: str) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
+def routing_row(
+    item_id: str,
+    i: int,
+    scores: BatchScores,
+    decision: RoutingDecision,
+    schema: LabelSchema,
+    *,
+    version: int,
+    now: datetime,
+    reason: str,
+) -> dict[str, Any]:
+    """The item columns that routing decision `i` of a batch writes (`_id` names the item).
+
+    Auto-accepted items are settled here with the committee's label and its mean probability.
+    """
+    tier = str(decision.tier[i])
+    settled = bool(decision.settled[i])
+    scored = bool(scores.has_predictions[i])
+    row: dict[str, Any] = {
+        "_id": item_id,
+        "status": "done" if settled else "routed",
+        "tier": tier,
+        # Without predictions there is no model uncertainty to report, only a priority.
+        "uncertainty": float(scores.uncertainty[i]) if scored else None,
+        "disagreement": float(scores.disagreement[i]) if scored else None,
+        "priority": float(scores.priority[i]),
+        "labels_needed": int(decision.labels_needed[i]),
+        "routing_reason": reason,
+        "config_version": version,
+        "consensus_label": None,
+        "consensus_confidence": None,
+        "updated_at": now,
+        "routed_at": now,
+        "settled_at": now if settled else None,
+    }
+    pbar = scores.pbar[i]
+    if settled and tier == TIER_AUTO and pbar is not None:
+        k = int(np.argmax(pbar))
+        row["consensus_label"] = schema.labels[k]
+        row["consensus_confidence"] = float(pbar[k])
+    return row
+
+
 def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str, Any]:
     """Score and route the batch's items that are still queued. Safe to run twice."""
     opened: list[tuple[str, str, float, int]] = []  # (item, tier, priority, labels wanted)
@@ -131,36 +177,19 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
         rows: list[dict[str, Any]] = []
         counts: dict[str, int] = defaultdict(int)
         for i, item in enumerate(items):
-            tier = str(decision.tier[i])
-            settled = bool(decision.settled[i])
-            scored = bool(scores.has_predictions[i])
-            counts[tier] += 1
-            row = {
-                "_id": item.id,
-                "status": "done" if settled else "routed",
-                "tier": tier,
-                # Without predictions there is no model uncertainty to report, only a priority.
-                "uncertainty": float(scores.uncertainty[i]) if scored else None,
-                "disagreement": float(scores.disagreement[i]) if scored else None,
-                "priority": float(scores.priority[i]),
-                "labels_needed": int(decision.labels_needed[i]),
-                "routing_reason": decision.reason[i],
-                "config_version": project.routing_version,
-                "consensus_label": None,
-                "consensus_confidence": None,
-                "updated_at": now,
-                "routed_at": now,
-                "settled_at": now if settled else None,
-            }
-            pbar = scores.pbar[i]
-            if settled and tier == TIER_AUTO and pbar is not None:
-                k = int(np.argmax(pbar))
-                row["consensus_label"] = schema.labels[k]
-                row["consensus_confidence"] = float(pbar[k])
-            else:
-                opened.append(
-                    (item.id, tier, float(scores.priority[i]), int(decision.labels_needed[i]))
-                )
+            row = routing_row(
+                item.id,
+                i,
+                scores,
+                decision,
+                schema,
+                version=project.routing_version,
+                now=now,
+                reason=decision.reason[i],
+            )
+            counts[row["tier"]] += 1
+            if row["status"] == "routed":
+                opened.append((item.id, row["tier"], row["priority"], row["labels_needed"]))
             rows.append(row)
         stmt = (
             update(Item)

@@ -40,7 +40,7 @@ from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 from router.routing.config import RoutingConfig, RoutingConfigInvalid, merge_overrides
 from router.routing.policy import TIER_AUTO, TIER_CROWD, TIER_EXPERT, route
-from router.routing.service import committees_of, score_items, spot_check_draws
+from router.routing.service import committees_of, routing_row, score_items, spot_check_draws
 
 __all__ = [
     "PREVIEW_SAMPLE",
@@ -741,29 +741,17 @@ def _reroute_chunk(
                 and _same(disagreement, item.disagreement)
             ):
                 continue  # same decision: keep the version (and spot-check draw) that made it
-            settled = bool(decision.settled[i])
-            row: dict[str, Any] = {
-                "_id": item.id,
-                "_from": item.config_version or 0,
-                "status": "done" if settled else "routed",
-                "tier": tier,
-                "uncertainty": uncertainty,
-                "disagreement": disagreement,
-                "priority": priority,
-                "labels_needed": needed,
-                "routing_reason": _reason(version, decision.reason[i]),
-                "config_version": version,
-                "consensus_label": None,
-                "consensus_confidence": None,
-                "updated_at": now,
-                "routed_at": now,
-                "settled_at": now if settled else None,
-            }
-            pbar = scores.pbar[i]
-            if settled and tier == TIER_AUTO and pbar is not None:
-                k = int(np.argmax(pbar))
-                row["consensus_label"] = schema.labels[k]
-                row["consensus_confidence"] = float(pbar[k])
+            row = routing_row(
+                item.id,
+                i,
+                scores,
+                decision,
+                schema,
+                version=version,
+                now=now,
+                reason=_reason(version, decision.reason[i]),
+            )
+            row["_from"] = item.config_version or 0
             rows.append(row)
             if tier != item.tier:
                 moves[item.id] = f"{item.tier}->{tier}"
