@@ -24,6 +24,7 @@ from router.items.controller import ItemController
 from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
 from router.projects.controller import ProjectController
+from router.readouts.controller import ReadoutController
 from router.routing.controller import RoutingConfigController
 from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
@@ -115,6 +116,7 @@ def create_app(
             AssignmentController,
             AuditController,
             ExportController,
+            ReadoutController,
             health,
             ready,
             prometheus_metrics,

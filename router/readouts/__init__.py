@@ -1,0 +1,1 @@
+"""Read-outs of a project: item, queue, label and cost counts, agreement, gold coverage."""
