@@ -16,7 +16,6 @@ from router.db.database import Database
 from router.queueing.assignments import AssignmentStore
 from router.queueing.connection import connect
 from router.queueing.jobs import JobQueue
-from router.queueing.tier_queues import TierQueues
 from router.settings import Settings, get_settings
 
 __all__ = ["Runtime", "get_runtime", "set_runtime"]
@@ -28,13 +27,11 @@ class Runtime:
     db: Database
     redis: Redis
     jobs: JobQueue = field(init=False)
-    tier_queues: TierQueues = field(init=False)
     assignments: AssignmentStore = field(init=False)
     keys: KeyResolver = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = JobQueue(self.redis, timeout_s=self.settings.job_timeout_s)
-        self.tier_queues = TierQueues(self.redis)
         self.assignments = AssignmentStore(self.redis)
         self.keys = KeyResolver(self.db)
 

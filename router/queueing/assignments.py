@@ -388,12 +388,25 @@ class AssignmentStore:
         if n:
             pipe.execute()
 
+    def queue_key(self, project_id: str, tier: str) -> str:
+        return self.prefix(project_id) + "q:" + tier
+
+    def depth(self, project_id: str, tier: str) -> int:
+        """Items with free slots on one tier's queue."""
+        return int(self.redis.zcard(self.queue_key(project_id, tier)))
+
+    def top(self, project_id: str, tier: str, n: int = 10) -> list[tuple[str, float]]:
+        """The queue's n highest-priority items, with their priorities."""
+        raw: list[tuple[bytes, float]] = self.redis.zrevrange(  # type: ignore[assignment]
+            self.queue_key(project_id, tier), 0, n - 1, withscores=True
+        )
+        return [(member.decode(), float(score)) for member, score in raw]
+
     def depths(self, project_id: str) -> dict[str, int]:
         """Items with free slots, per tier queue."""
-        p = self.prefix(project_id)
         pipe = self.redis.pipeline(transaction=False)
         for tier in ("crowd", "expert"):
-            pipe.zcard(p + "q:" + tier)
+            pipe.zcard(self.queue_key(project_id, tier))
         crowd, expert = pipe.execute()
         return {"crowd": int(crowd), "expert": int(expert)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from litestar import Controller, Response, post
@@ -38,16 +39,7 @@ class TaskController(Controller):
         task = service.next_task(runtime.db, runtime.assignments, principal, pid, x_annotator)
         if task is None:
             return Response(None, status_code=204)
-        return Response(
-            TaskOut(
-                assignment_id=task.assignment_id,
-                item_id=task.item_id,
-                payload=task.payload,
-                label_schema=task.label_schema,
-                rubric_version=task.rubric_version,
-                lease_expires_at=task.lease_expires_at,
-            )
-        )
+        return Response(TaskOut(**asdict(task)))
 
     @post(
         "/gold",

@@ -41,7 +41,7 @@ def test_ingest_survives_a_failed_enqueue_and_reconcile_recovers(
     assert second["accepted"] == 1
     jobs()  # nothing was enqueued
     assert {i["status"] for i in list_all(client, project)} == {"queued"}
-    assert runtime.tier_queues.depths(pid) == {"crowd": 0, "expert": 0}
+    assert runtime.assignments.depths(pid) == {"crowd": 0, "expert": 0}
 
     redis_down_at_enqueue.undo()  # Redis is back
     result = job_functions.reconcile()
@@ -56,7 +56,7 @@ def test_ingest_survives_a_failed_enqueue_and_reconcile_recovers(
         "b": "expert",
         "c": "crowd",
     }
-    assert runtime.tier_queues.depths(pid) == {"crowd": 2, "expert": 1}
+    assert runtime.assignments.depths(pid) == {"crowd": 2, "expert": 1}
     # A second pass finds nothing left to do.
     again = job_functions.reconcile()
     assert (again["stranded_batches"], again["enqueued"]) == (0, 0)
@@ -90,18 +90,18 @@ def test_reconcile_rebuilds_tier_queues_after_redis_data_loss(client, admin, job
     jobs()
     job_functions.reconcile()  # marks the epoch
     assert runtime.redis.exists(EPOCH_KEY)
-    depths = runtime.tier_queues.depths(pid)
-    queues = {t: runtime.tier_queues.top(pid, t, 100) for t in ("crowd", "expert")}
+    depths = runtime.assignments.depths(pid)
+    queues = {t: runtime.assignments.top(pid, t, 100) for t in ("crowd", "expert")}
     assert depths == {"crowd": 2, "expert": 2}
 
     runtime.redis.flushdb()  # Redis restarted without its data
-    assert runtime.tier_queues.depths(pid) == {"crowd": 0, "expert": 0}
+    assert runtime.assignments.depths(pid) == {"crowd": 0, "expert": 0}
 
     result = job_functions.reconcile()
     assert result["full_rebuild"] is True
     assert result["requeued"] == 4
-    assert runtime.tier_queues.depths(pid) == depths
-    assert {t: runtime.tier_queues.top(pid, t, 100) for t in ("crowd", "expert")} == queues
+    assert runtime.assignments.depths(pid) == depths
+    assert {t: runtime.assignments.top(pid, t, 100) for t in ("crowd", "expert")} == queues
     assert runtime.redis.exists(EPOCH_KEY)
     # The auto-accepted (done) item is not put back on any queue.
     auto = by_external_id(ingested)["auto"]
@@ -119,11 +119,11 @@ def test_reconcile_restores_a_recently_routed_item_missing_from_its_queue(
     jobs()
     job_functions.reconcile()
     # A worker that died between its commit and its queue push leaves an item off its queue.
-    runtime.redis.zrem(runtime.tier_queues.key(pid, "crowd"), ids["a"])
-    assert runtime.tier_queues.depth(pid, "crowd") == 1
+    runtime.redis.zrem(runtime.assignments.queue_key(pid, "crowd"), ids["a"])
+    assert runtime.assignments.depth(pid, "crowd") == 1
     result = job_functions.reconcile()
     assert result["full_rebuild"] is False
-    assert runtime.tier_queues.depth(pid, "crowd") == 2
+    assert runtime.assignments.depth(pid, "crowd") == 2
 
 
 def test_reconcile_covers_every_project(client, admin, jobs, runtime):
@@ -134,7 +134,7 @@ def test_reconcile_covers_every_project(client, admin, jobs, runtime):
     runtime.redis.flushdb()
     job_functions.reconcile()
     for p in projects:
-        assert runtime.tier_queues.depth(p["id"], "crowd") == 1
+        assert runtime.assignments.depth(p["id"], "crowd") == 1
 
 
 def test_reconcile_reenqueues_a_batch_whose_job_failed_for_good(

@@ -82,26 +82,26 @@ def test_tier_queues_hold_routed_items_by_priority(client, admin, jobs, runtime)
         confident_item("auto"),
     ]
     ingest(client, project, items)
-    assert runtime.tier_queues.depths(pid) == {"crowd": 0, "expert": 0}
+    assert runtime.assignments.depths(pid) == {"crowd": 0, "expert": 0}
     jobs()
 
     listed = {i["id"]: i for i in list_all(client, project)}
     for tier in ("crowd", "expert"):
         routed = {iid for iid, v in listed.items() if v["tier"] == tier}
-        assert runtime.tier_queues.depth(pid, tier) == len(routed)
-        top = runtime.tier_queues.top(pid, tier, n=100)
+        assert runtime.assignments.depth(pid, tier) == len(routed)
+        top = runtime.assignments.top(pid, tier, n=100)
         assert {iid for iid, _ in top} == routed
         scores = [score for _, score in top]
         assert scores == sorted(scores, reverse=True)
         for iid, score in top:
             assert score == pytest.approx(listed[iid]["scores"]["priority"])
-    assert runtime.tier_queues.depths(pid) == {"crowd": 6, "expert": 2}
+    assert runtime.assignments.depths(pid) == {"crowd": 6, "expert": 2}
     # The auto-accepted item is done and on no queue.
     auto = next(iid for iid, v in listed.items() if v["tier"] == "auto")
     for tier in ("crowd", "expert"):
-        assert auto not in {iid for iid, _ in runtime.tier_queues.top(pid, tier, n=100)}
+        assert auto not in {iid for iid, _ in runtime.assignments.top(pid, tier, n=100)}
     # The crowd queue serves the overflowed hard items before the ordinary ones.
-    crowd_top = [listed[iid]["external_id"] for iid, _ in runtime.tier_queues.top(pid, "crowd", 3)]
+    crowd_top = [listed[iid]["external_id"] for iid, _ in runtime.assignments.top(pid, "crowd", 3)]
     assert crowd_top == ["h2", "h4", "h0"]
 
 
@@ -111,8 +111,8 @@ def test_projects_have_separate_queues(client, admin, jobs, runtime):
     ingest(client, a, [ordinary_item("x"), ordinary_item("y")])
     ingest(client, b, [ordinary_item("x")])
     jobs()
-    assert runtime.tier_queues.depth(a["id"], "crowd") == 2
-    assert runtime.tier_queues.depth(b["id"], "crowd") == 1
+    assert runtime.assignments.depth(a["id"], "crowd") == 2
+    assert runtime.assignments.depth(b["id"], "crowd") == 1
 
 
 def test_scoring_a_batch_twice_changes_nothing(client, admin, jobs, runtime):
@@ -123,14 +123,14 @@ def test_scoring_a_batch_twice_changes_nothing(client, admin, jobs, runtime):
     ingested = ingest(client, project, items)
     jobs()
     before = list_all(client, project)
-    queues = {t: runtime.tier_queues.top(pid, t, 100) for t in ("crowd", "expert")}
+    queues = {t: runtime.assignments.top(pid, t, 100) for t in ("crowd", "expert")}
 
     result = job_functions.score_batch(ingested["batch_id"])
     assert result["routed"] == 0
     jobs()
 
     assert list_all(client, project) == before
-    assert {t: runtime.tier_queues.top(pid, t, 100) for t in ("crowd", "expert")} == queues
+    assert {t: runtime.assignments.top(pid, t, 100) for t in ("crowd", "expert")} == queues
 
 
 def test_score_batch_job_routes_only_its_batch(client, project, runtime):

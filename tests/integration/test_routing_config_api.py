@@ -504,7 +504,7 @@ def test_preview_changes_nothing(client, admin, jobs, runtime):
 
 
 def _queue_members(runtime, project, tier) -> set[str]:
-    return {iid for iid, _ in runtime.tier_queues.top(project["id"], tier, n=1000)}
+    return {iid for iid, _ in runtime.assignments.top(project["id"], tier, n=1000)}
 
 
 def test_reroute_moves_unworked_items_and_leaves_worked_ones(client, admin, jobs, runtime):

@@ -22,4 +22,4 @@ def test_ingest_then_route(client, project, jobs, runtime):
     iid = resp.json()["items"][0]["id"]
     item = client.get(f"/v1/projects/{pid}/items/{iid}", headers=auth(project["producer_key"]))
     assert item.json()["status"] == "routed"
-    assert runtime.tier_queues.depth(pid, "crowd") == 1
+    assert runtime.assignments.depth(pid, "crowd") == 1
