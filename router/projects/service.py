@@ -203,7 +203,7 @@ def ensure_admin_key(db: Database, raw_key: str | None) -> bool:
 def list_projects(db: Database, actor: Principal) -> list[Project]:
     """Every project for an admin key, the key's own project for any other, by name."""
     with db.read() as session:
-        query = select(Project).order_by(Project.name, Project.id)  # type: ignore[arg-type]
+        query = select(Project).order_by(Project.name, Project.id)
         if actor.role is not Role.ADMIN:
             query = query.where(Project.id == actor.project_id)
         return list(session.exec(query).all())

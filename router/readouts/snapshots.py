@@ -69,10 +69,10 @@ def take_snapshots(
     cutoff = taken_at - timedelta(seconds=retention_s)
     with db.session() as session:
         session.add_all(rows)
-        pruned = session.execute(
+        result = session.connection().execute(
             delete(ProjectSnapshot).where(col(ProjectSnapshot.taken_at) < cutoff)
-        ).rowcount
-    return {"taken": len(rows), "failed": failed, "pruned": int(pruned or 0)}
+        )
+    return {"taken": len(rows), "failed": failed, "pruned": int(result.rowcount or 0)}
 
 
 def recent_snapshots(
@@ -93,8 +93,6 @@ def recent_snapshots(
     return newest_first[::-1]
 
 
-def latest_snapshot(
-    db: Database, actor: Principal, project_id: str
-) -> ProjectSnapshot | None:
+def latest_snapshot(db: Database, actor: Principal, project_id: str) -> ProjectSnapshot | None:
     found = recent_snapshots(db, actor, project_id, limit=1)
     return found[0] if found else None

@@ -48,8 +48,8 @@ def linear(value: float, domain: tuple[float, float], target: tuple[float, float
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi]: a step of 1, 2 or 5 times a power of ten giving
-    about `count` intervals, ticks at its multiples inside the range."""
+    """Round tick values inside [lo, hi]: the smallest step of 1, 2 or 5 times a power of ten
+    that cuts the range into at most `count` intervals, ticks at its multiples."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or count < 1:
         return []
     if hi < lo:
@@ -149,11 +149,11 @@ def line_chart(
     out.append("</g>")
     for n, s in enumerate(series):
         segments: list[list[tuple[float, float]]] = [[]]
-        for x, y in s.points:
-            if y is None:
+        for at, value in s.points:
+            if value is None:
                 segments.append([])
                 continue
-            segments[-1].append((linear(x, x_domain, px), linear(y, (lo, hi), py)))
+            segments[-1].append((linear(at, x_domain, px), linear(value, (lo, hi), py)))
         d = " ".join(
             "M " + " L ".join(f"{_n(x)} {_n(y)}" for x, y in seg) for seg in segments if seg
         )
@@ -309,6 +309,8 @@ def _bin(row: Mapping[str, Any]) -> _Bin:
         lo=float(lo),
         hi=float(hi),
         count=int(row["count"]),
-        mean_confidence=None if row.get("mean_confidence") is None else float(row["mean_confidence"]),
+        mean_confidence=None
+        if row.get("mean_confidence") is None
+        else float(row["mean_confidence"]),
         accuracy=None if row.get("accuracy") is None else float(row["accuracy"]),
     )

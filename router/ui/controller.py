@@ -11,22 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from router.annotators.service import update_annotator
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.deps import RuntimeDep
-from litestar.di import NamedDependency
 from router.errors import AuthenticationRequired, NotFound
 from router.projects.service import list_projects
 from router.runtime import Runtime
@@ -109,6 +108,8 @@ class StatusForm:
     status: str = ""
     csrf_token: str = ""
     reason: str = ""
+    return_to: str = ""
+    """"annotator" to come back to the annotator's page; the dashboard otherwise."""
 
 
 @dataclass
@@ -189,7 +190,8 @@ class DashboardController(Controller):
             return _login_page("That key is not a valid API key (unknown or revoked).", 401)
         if principal.role not in _UI_ROLES:
             return _login_page(
-                f"This is a {principal.role.value} key: the dashboard is for ops and admin "
+                f"This is {_article(principal.role.value)} {principal.role.value} key: the "
+                "dashboard is for ops and admin "
                 "keys. Ask an admin for an ops key of your project.",
                 403,
             )
@@ -291,7 +293,13 @@ class DashboardController(Controller):
             status=data.status,
             reason=data.reason.strip() or "set from the ops dashboard",
         )
+        if data.return_to == "annotator":
+            return Redirect(f"/ui/projects/{pid}/annotators/{aid}", status_code=303)
         return Redirect(f"/ui/projects/{pid}#annotators", status_code=303)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _login_page(error: str | None, status: int) -> Template:
@@ -300,4 +308,3 @@ def _login_page(error: str | None, status: int) -> Template:
         context={"error": error, "viewer": None, "project": None},
         status_code=status,
     )
-

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() or shutil.which("chromium") is None and not CHROMIUM.exists(),
+    not CHROMIUM.exists() or (shutil.which("chromium") is None and not CHROMIUM.exists()),
     reason="no Chromium at /usr/bin/chromium (Debian's `chromium` package; .ci/run installs "
     "it): the browser test of the dashboard is skipped",
 )
