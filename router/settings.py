@@ -97,6 +97,9 @@ class Settings:
     """How often the scheduler records each project's read-out for the dashboard's charts."""
     snapshot_retention_s: float = 86_400.0
     """Snapshots older than this are deleted (the charts' history is bounded)."""
+    snapshot_agreement_interval_s: float = 300.0
+    """Agreement (a bootstrap over every label) is recomputed at most this often, and only when
+    labels changed; snapshots in between carry the last value."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +125,7 @@ class Settings:
             job_timeout_s=_env_int("ROUTER_JOB_TIMEOUT", 300),
             snapshot_interval_s=_env_float("ROUTER_SNAPSHOT_INTERVAL", 15.0),
             snapshot_retention_s=_env_float("ROUTER_SNAPSHOT_RETENTION", 86_400.0),
+            snapshot_agreement_interval_s=_env_float("ROUTER_SNAPSHOT_AGREEMENT_INTERVAL", 300.0),
         )
 
 

@@ -79,4 +79,10 @@ def promote_retries() -> dict[str, int]:
 def snapshot_projects() -> dict[str, int]:
     """Record every project's read-out for the dashboard's charts; prune old snapshots."""
     rt = get_runtime()
-    return take_snapshots(rt.db, rt.assignments, retention_s=rt.settings.snapshot_retention_s)
+    s = rt.settings
+    return take_snapshots(
+        rt.db,
+        rt.assignments,
+        retention_s=s.snapshot_retention_s,
+        agreement_every_s=s.snapshot_agreement_interval_s,
+    )

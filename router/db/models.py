@@ -220,3 +220,8 @@ class ProjectSnapshot(SQLModel, table=True):
     """The alpha's 95% bootstrap interval (None where the read-out has none)."""
     agreement_alpha_hi: float | None = None
     agreement_items: int = 0
+    agreement_at: datetime | None = _ts(nullable=True)
+    """When the agreement fields were computed: it is costly, so a snapshot carries the last
+    value forward until labels change and `ROUTER_SNAPSHOT_AGREEMENT_INTERVAL` has passed."""
+    agreement_labels: int = 0
+    """The project's label count when the agreement fields were computed."""

@@ -35,7 +35,7 @@ from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.service import expert_open_count
 
-__all__ = ["N_BOOT", "agreement", "project_metrics", "project_readout"]
+__all__ = ["N_BOOT", "agreement", "project_agreement", "project_metrics", "project_readout"]
 
 N_BOOT = 200
 """Bootstrap replicates of the alpha interval (resampling items, seeded with 0)."""
@@ -81,6 +81,14 @@ def project_readout(
         "gold_coverage": coverage,
         "config_version": version,
     }
+
+
+def project_agreement(db: Database, project_id: str) -> dict[str, Any]:
+    """The read-out's `agreement` alone (for callers that checked access already)."""
+    with db.read() as session:
+        schema = label_schema_of(get_project(session, None, project_id))
+        triples = _agreement_labels(session, project_id)
+    return agreement(triples, schema)
 
 
 def _items(session: Session, project_id: str) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def overview(rt: Runtime, viewer: Principal, project_id: str) -> dict[str, Any]:
 
 
 def _agreement(latest: ProjectSnapshot | None) -> dict[str, Any] | None:
-    if latest is None:
+    if latest is None or latest.agreement_at is None:
         return None
     return {
         "alpha": latest.agreement_alpha,
@@ -104,7 +104,7 @@ def _agreement(latest: ProjectSnapshot | None) -> dict[str, Any] | None:
             else None
         ),
         "n_items": latest.agreement_items,
-        "taken_at": as_utc(latest.taken_at),
+        "computed_at": as_utc(latest.agreement_at),
     }
 
 

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from router.db.database import as_utc
 from router.db.models import ProjectSnapshot, utcnow
 from router.readouts.snapshots import take_snapshots
 from router.ui.sessions import COOKIE
 from tests.conftest import auth
 from tests.integration.dashboard_seed import metrics, seed_project
-from tests.integration.helpers import annotator, audit_events, new_project
+from tests.integration.helpers import annotator, audit_events, claim, label, new_project
 from workers import jobs as job_functions
 from workers.scheduler import Scheduler
 
@@ -277,3 +278,35 @@ def test_scheduler_takes_snapshots_and_the_page_draws_them(client, seeded, runti
     assert cell(overview, "data-metric", "alpha") != "\u2013"
     # Two points per series: every over-time chart draws a line (M x y L x y).
     assert len(re.findall(r'<path class="line series-0" d="M [\d.]+ [\d.]+ L', overview)) == 4
+
+
+def test_agreement_is_recomputed_only_when_labels_changed_and_it_is_due(client, seeded, runtime):
+    def snap(at, every):
+        take_snapshots(
+            runtime.db, runtime.assignments, retention_s=1e9, agreement_every_s=every, now=at
+        )
+        with runtime.db.read() as session:
+            return session.execute(
+                select(ProjectSnapshot).order_by(col(ProjectSnapshot.taken_at).desc()).limit(1)
+            ).scalar_one()
+
+    t0 = utcnow()
+    first = snap(t0, 300)
+    assert as_utc(first.agreement_at) == t0
+    assert first.agreement_items == 1
+    # No new label: carried forward, even where a computation would be due.
+    assert as_utc(snap(t0 + timedelta(seconds=100), 0).agreement_at) == t0
+    # A new label on a second item, but the last computation is recent: still carried.
+    w2 = seeded["annotators"]["w2"]
+    w1 = seeded["annotators"]["w1"]
+    for who in (w2, w1):
+        task = claim(client, seeded, who)
+        assert task is not None
+        label(client, task, who, "cat")
+    carried = snap(t0 + timedelta(seconds=200), 300)
+    assert (as_utc(carried.agreement_at), carried.agreement_items) == (t0, 1)
+    assert carried.labels == first.labels + 2
+    # Due and changed: recomputed over both items.
+    fresh = snap(t0 + timedelta(seconds=400), 300)
+    assert as_utc(fresh.agreement_at) == t0 + timedelta(seconds=400)
+    assert fresh.agreement_items == 2

@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("agreement_alpha_lo", sa.Float(), nullable=True),
         sa.Column("agreement_alpha_hi", sa.Float(), nullable=True),
         sa.Column("agreement_items", sa.Integer(), nullable=False),
+        sa.Column("agreement_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("agreement_labels", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["project_id"], ["project.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
