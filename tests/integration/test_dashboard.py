@@ -8,11 +8,12 @@ from datetime import timedelta
 from html import unescape
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import col
 
+from router.auth.keys import hash_key
 from router.db.database import as_utc
-from router.db.models import ProjectSnapshot, utcnow
+from router.db.models import ApiKey, ProjectSnapshot, utcnow
 from router.readouts.snapshots import take_snapshots
 from router.ui.sessions import COOKIE
 from tests.conftest import auth
@@ -310,3 +311,24 @@ def test_agreement_is_recomputed_only_when_labels_changed_and_it_is_due(client, 
     fresh = snap(t0 + timedelta(seconds=400), 300)
     assert as_utc(fresh.agreement_at) == t0 + timedelta(seconds=400)
     assert fresh.agreement_items == 2
+
+
+def test_revoking_the_key_ends_its_sessions(client, seeded, runtime):
+    login(client, seeded["ops_key"])
+    page(client, f"/ui/projects/{seeded['id']}")
+    with runtime.db.session() as session:
+        session.execute(
+            update(ApiKey)
+            .where(col(ApiKey.key_hash) == hash_key(seeded["ops_key"]))
+            .values(revoked_at=utcnow())
+        )
+    resp = client.get(f"/ui/projects/{seeded['id']}", follow_redirects=False)
+    assert (resp.status_code, resp.headers["location"]) == (303, "/ui/login")
+    assert client.get(f"/ui/projects/{seeded['id']}/fragments/overview").status_code == 401
+
+
+def test_the_page_assets_are_served(client):
+    script = client.get("/ui/static/ui.js")
+    assert script.status_code == 200
+    assert "data-fragment" in script.text
+    assert client.get("/ui/static/ui.css").status_code == 200
