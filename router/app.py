@@ -30,7 +30,8 @@ from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
 from router.startup import prepare
 from router.tasks.controller import AssignmentController, TaskController
-from router.ui.controller import DashboardController, dashboard_static, dashboard_templates
+from router.ui.controller import DashboardController
+from router.ui.rendering import dashboard_static, dashboard_templates
 
 __all__ = ["create_app"]
 

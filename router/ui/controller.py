@@ -8,19 +8,14 @@ session's CSRF token. Pages use the same services, and so the same access rules,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
-from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
 
 from router.annotators.service import update_annotator
 from router.auth.keys import Role
@@ -32,9 +27,8 @@ from router.runtime import Runtime
 from router.ui import views
 from router.ui.sessions import COOKIE, LoginRequired, SessionStore, UISession
 
-__all__ = ["DashboardController", "dashboard_static", "dashboard_templates"]
+__all__ = ["DashboardController"]
 
-_HERE = Path(__file__).parent
 _FRAGMENTS = ("overview", "annotators", "history")
 _UI_ROLES = (Role.OPS, Role.ADMIN)
 _HEADERS = [
@@ -48,42 +42,6 @@ _HEADERS = [
     ResponseHeader(name="Referrer-Policy", value="same-origin"),
     ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
 ]
-
-
-def dashboard_templates() -> TemplateConfig[JinjaTemplateEngine]:
-    env = Environment(
-        loader=FileSystemLoader(_HERE / "templates"),
-        autoescape=select_autoescape(default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = _num
-    env.filters["money"] = lambda v: "-" if v is None else f"{float(v):,.2f}"
-    env.filters["ratio"] = lambda v: "-" if v is None else f"{float(v):.2f}"
-    env.filters["when"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%S UTC")
-    env.filters["json"] = _json
-    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
-
-
-def dashboard_static() -> Any:
-    return create_static_files_router(
-        path="/ui/static", directories=[_HERE / "static"], include_in_schema=False
-    )
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.2f}"
-    return f"{int(value):,}"
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 @dataclass(frozen=True, slots=True)
