@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import ResponseHeader, State
@@ -21,7 +22,7 @@ from router.annotators.service import update_annotator
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.deps import RuntimeDep
-from router.errors import AuthenticationRequired, NotFound
+from router.errors import AuthenticationRequired, Forbidden, NotFound
 from router.projects.service import list_projects
 from router.runtime import Runtime
 from router.ui import views
@@ -142,6 +143,13 @@ class DashboardController(Controller):
         runtime: RuntimeDep,
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
+        # No session yet, so no CSRF token: a login posted from another site (which would log
+        # the browser in as someone else) is told apart by the Origin browsers send.
+        # Behind a proxy that rewrites Host, the proxy's X-Forwarded-Host names the site.
+        origin = request.headers.get("origin")
+        hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+        if origin and urlsplit(origin).netloc not in hosts:
+            raise Forbidden("log in from the dashboard's own login page")
         try:
             principal = runtime.keys.resolve(f"Bearer {data.api_key.strip()}")
         except AuthenticationRequired:

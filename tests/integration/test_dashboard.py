@@ -85,6 +85,25 @@ def test_login_sets_a_strict_http_only_cookie_and_no_key_in_urls(client, seeded)
     assert "Content-Security-Policy" in resp.headers
 
 
+def test_a_login_posted_from_another_site_is_refused(client, seeded):
+    resp = client.post(
+        "/ui/login",
+        data={"api_key": seeded["ops_key"]},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 403
+    assert "own login page" in resp.text
+    assert COOKIE not in resp.headers.get("set-cookie", "")
+    same = client.post(
+        "/ui/login",
+        data={"api_key": seeded["ops_key"]},
+        headers={"Origin": "http://testserver.local"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303
+
+
 @pytest.mark.parametrize("role", ["producer_key", "tool_key"])
 def test_non_ops_keys_are_refused_with_a_message(client, seeded, role):
     resp = login(client, seeded[role], expect=403)
