@@ -30,6 +30,8 @@ from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
 from router.startup import prepare
 from router.tasks.controller import AssignmentController, TaskController
+from router.ui.controller import DashboardController
+from router.ui.rendering import dashboard_static, dashboard_templates
 
 __all__ = ["create_app"]
 
@@ -120,6 +122,8 @@ def create_app(
             health,
             ready,
             prometheus_metrics,
+            DashboardController,
+            dashboard_static(),
         ],
         middleware=[metrics_middleware],
         dependencies={
@@ -135,5 +139,6 @@ def create_app(
             path="/schema",
         ),
         request_max_body_size=settings.limits.max_body_bytes,
+        template_config=dashboard_templates(),
         debug=False,
     )

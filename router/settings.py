@@ -93,6 +93,13 @@ class Settings:
     reconcile_grace_s: float = 10.0
     """A queued item younger than this is left to the job its ingest enqueued."""
     job_timeout_s: int = 300
+    snapshot_interval_s: float = 15.0
+    """How often the scheduler records each project's read-out for the dashboard's charts."""
+    snapshot_retention_s: float = 86_400.0
+    """Snapshots older than this are deleted (the charts' history is bounded)."""
+    snapshot_agreement_interval_s: float = 300.0
+    """Agreement (a bootstrap over every label) is recomputed at most this often, and only when
+    labels changed; snapshots in between carry the last value."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -116,6 +123,9 @@ class Settings:
             reconcile_interval_s=_env_float("ROUTER_RECONCILE_INTERVAL", 30.0),
             reconcile_grace_s=_env_float("ROUTER_RECONCILE_GRACE", 10.0),
             job_timeout_s=_env_int("ROUTER_JOB_TIMEOUT", 300),
+            snapshot_interval_s=_env_float("ROUTER_SNAPSHOT_INTERVAL", 15.0),
+            snapshot_retention_s=_env_float("ROUTER_SNAPSHOT_RETENTION", 86_400.0),
+            snapshot_agreement_interval_s=_env_float("ROUTER_SNAPSHOT_AGREEMENT_INTERVAL", 300.0),
         )
 
 

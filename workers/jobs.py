@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.consensus.service import update_items
+from router.readouts.snapshots import take_snapshots
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
 from router.routing.versions import reroute_project as reroute_project_items
@@ -17,6 +18,7 @@ __all__ = [
     "reconcile",
     "reroute_project",
     "score_batch",
+    "snapshot_projects",
     "update_consensus",
 ]
 
@@ -72,3 +74,15 @@ def reap_leases() -> dict[str, int]:
 def promote_retries() -> dict[str, int]:
     """Put failed jobs whose retry back-off has passed back on the queue."""
     return {"promoted": get_runtime().jobs.promote_due_retries()}
+
+
+def snapshot_projects() -> dict[str, int]:
+    """Record every project's read-out for the dashboard's charts; prune old snapshots."""
+    rt = get_runtime()
+    s = rt.settings
+    return take_snapshots(
+        rt.db,
+        rt.assignments,
+        retention_s=s.snapshot_retention_s,
+        agreement_every_s=s.snapshot_agreement_interval_s,
+    )

@@ -1,4 +1,5 @@
-"""Periodic maintenance: the reconciler and the lease reaper, each at its own interval.
+"""Periodic maintenance: the reconciler, the lease reaper and the project snapshots, each at
+its own interval.
 
 Several schedulers may run (one per API process in the embedded default, one or more
 `labelrouter scheduler` processes in production); a Redis lock per pass makes each pass run
@@ -30,6 +31,8 @@ class _Pass:
     run: Callable[[], dict[str, Any]]
     interval_s: float
     due: float = 0.0
+    quiet: bool = False
+    """A pass that does something every time (snapshots): its results are logged at debug."""
 
 
 class Scheduler:
@@ -39,6 +42,12 @@ class Scheduler:
             _Pass("reconcile", jobs.reconcile, interval_s),
             _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
             _Pass("retries", jobs.promote_retries, 1.0),
+            _Pass(
+                "snapshot",
+                jobs.snapshot_projects,
+                get_runtime().settings.snapshot_interval_s,
+                quiet=True,
+            ),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,7 +68,9 @@ class Scheduler:
                 lock.release()
             except Exception:  # the lock expired during a very long pass; nothing to undo
                 log.warning("scheduler lock of %s expired before release", task.name)
-        if any(v for k, v in result.items() if k != "full_rebuild") or result.get("full_rebuild"):
+        if task.quiet:
+            log.debug("%s: %s", task.name, result)
+        elif any(v for k, v in result.items() if k != "full_rebuild") or result.get("full_rebuild"):
             log.info("%s: %s", task.name, result)
         return result
 

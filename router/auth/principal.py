@@ -95,3 +95,19 @@ class KeyResolver:
                 self._cache.clear()
             self._cache[digest] = (now, principal)
         return principal
+
+    def resolve_id(self, key_id: str) -> Principal:
+        """The principal of a key known by its id (a dashboard session keeps only the id), as
+        long as the key is not revoked; never cached, so a revocation ends sessions at once."""
+        with self._db.read() as session:
+            row = session.exec(
+                select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+            ).first()
+        if row is None:
+            raise AuthenticationRequired("the key of this session was revoked; log in again")
+        return Principal(
+            key_id=row.id,
+            role=Role(row.role),
+            project_id=row.project_id,
+            annotator_id=row.annotator_id,
+        )

@@ -19,6 +19,7 @@ __all__ = [
     "Label",
     "Prediction",
     "Project",
+    "ProjectSnapshot",
     "RoutingConfigVersion",
     "new_id",
     "utcnow",
@@ -189,3 +190,38 @@ class AuditEvent(SQLModel, table=True):
     object_id: str = Field(max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts()
+
+
+class ProjectSnapshot(SQLModel, table=True):
+    """A project's read-out at one moment, taken by the scheduler: the history behind the
+    dashboard's charts (queue depth, expert load, cost and agreement over time)."""
+
+    __tablename__ = "project_snapshot"
+    __table_args__ = (Index("ix_project_snapshot_project_taken", "project_id", "taken_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="project.id", max_length=32)
+    taken_at: datetime = _ts(index=True)
+    items_queued: int = 0
+    items_routed: int = 0
+    items_done: int = 0
+    queue_crowd: int = 0
+    """Items with free label slots in the crowd tier queue (Redis)."""
+    queue_expert: int = 0
+    expert_open: int = 0
+    """Items the expert tier holds (routed there, not settled)."""
+    expert_capacity: int = 0
+    labels: int = 0
+    cost: float = 0.0
+    """Total cost spent so far, gold answers included (the read-out's `total_cost`)."""
+    agreement_alpha: float | None = None
+    """Krippendorff's alpha over the project's labels; None without enough data."""
+    agreement_alpha_lo: float | None = None
+    """The alpha's 95% bootstrap interval (None where the read-out has none)."""
+    agreement_alpha_hi: float | None = None
+    agreement_items: int = 0
+    agreement_at: datetime | None = _ts(nullable=True)
+    """When the agreement fields were computed: it is costly, so a snapshot carries the last
+    value forward until labels change and `ROUTER_SNAPSHOT_AGREEMENT_INTERVAL` has passed."""
+    agreement_labels: int = 0
+    """The project's label count when the agreement fields were computed."""

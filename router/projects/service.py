@@ -29,6 +29,7 @@ __all__ = [
     "ensure_admin_key",
     "get_project",
     "label_schema_of",
+    "list_projects",
     "routing_config",
 ]
 
@@ -197,3 +198,12 @@ def ensure_admin_key(db: Database, raw_key: str | None) -> bool:
             detail={"role": "admin", "name": key.name},
         )
     return True
+
+
+def list_projects(db: Database, actor: Principal) -> list[Project]:
+    """Every project for an admin key, the key's own project for any other, by name."""
+    with db.read() as session:
+        query = select(Project).order_by(Project.name, Project.id)
+        if actor.role is not Role.ADMIN:
+            query = query.where(Project.id == actor.project_id)
+        return list(session.exec(query).all())

@@ -29,6 +29,8 @@ One project's read-out, computed on request (reads only):
   (`fleiss_labels_per_item`, `fleiss_items`), and the mean pairwise Cohen's kappa (quadratic
   weights for ordinal schemas). Null without enough data; 1.0 with `unanimous` true when every
   such label is the same.
+- `experts`: `open`, the items the expert tier holds now (routed there, not settled), against
+  `capacity` of the routing config in force.
 - `gold_coverage`: `annotators`, how many have at least one gold answer (`with_gold`),
   `mean_gold_per_annotator` (null with no annotators), and the external ids of annotators whose
   gold is exhausted (`gold_exhausted`).

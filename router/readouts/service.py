@@ -33,8 +33,9 @@ from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, label_schema_of, routing_config
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
+from router.routing.service import expert_open_count
 
-__all__ = ["N_BOOT", "agreement", "project_metrics"]
+__all__ = ["N_BOOT", "agreement", "project_agreement", "project_metrics", "project_readout"]
 
 N_BOOT = 200
 """Bootstrap replicates of the alpha interval (resampling items, seeded with 0)."""
@@ -47,23 +48,47 @@ def project_metrics(
 ) -> dict[str, Any]:
     """The project's read-out (ops of the project, admin)."""
     actor.authorize(project_id, Role.OPS)
+    return project_readout(db, store, project_id)
+
+
+def project_readout(
+    db: Database, store: AssignmentStore, project_id: str, *, with_agreement: bool = True
+) -> dict[str, Any]:
+    """The read-out, for callers that checked access already (or act for the service).
+
+    Without `with_agreement`, `agreement` is None: its bootstrap is the one costly part, which
+    the dashboard reads from the scheduler's latest snapshot instead of on every refresh.
+    """
     with db.read() as session:
-        project = get_project(session, actor, project_id)
+        project = get_project(session, None, project_id)
         config = routing_config(session, project)
         schema = label_schema_of(project)
         items = _items(session, project_id)
         labels = _labels(session, project_id, config)
         coverage = _gold_coverage(session, project_id)
-        triples = _agreement_labels(session, project_id)
+        triples = _agreement_labels(session, project_id) if with_agreement else []
+        experts = {
+            "open": expert_open_count(session, project_id),
+            "capacity": config.experts.capacity,
+        }
         version = project.routing_version
     return {
         "items": items,
         "queues": store.depths(project_id),
         "labels": labels,
-        "agreement": agreement(triples, schema),
+        "agreement": agreement(triples, schema) if with_agreement else None,
+        "experts": experts,
         "gold_coverage": coverage,
         "config_version": version,
     }
+
+
+def project_agreement(db: Database, project_id: str) -> dict[str, Any]:
+    """The read-out's `agreement` alone (for callers that checked access already)."""
+    with db.read() as session:
+        schema = label_schema_of(get_project(session, None, project_id))
+        triples = _agreement_labels(session, project_id)
+    return agreement(triples, schema)
 
 
 def _items(session: Session, project_id: str) -> dict[str, Any]:

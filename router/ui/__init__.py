@@ -1,0 +1,1 @@
+"""The ops dashboard: server-rendered pages over the same services as the API."""
