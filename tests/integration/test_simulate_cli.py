@@ -30,11 +30,13 @@ def test_json_report_has_the_router_and_every_baseline(tmp_path, capsys):
     args = ["simulate", "--answers", str(answers), "--gold", str(gold), "--json", "--seed", "4"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["scored_items"] == 54 and report["gold_items"] == 6
+    assert report["scored_items"] == 54
+    assert report["gold_items"] == 6
     policies = {(r["policy"], r["k"]) for r in report["rows"]}
     assert ("router", None) in policies
     for k in range(1, 5):
-        assert ("majority vote", k) in policies and ("dawid-skene", k) in policies
+        assert ("majority vote", k) in policies
+        assert ("dawid-skene", k) in policies
     router = next(r for r in report["rows"] if r["policy"] == "router")
     assert 0.0 <= router["accuracy"] <= 1.0
     assert router["crowd_labels"] <= report["answers_available"]
@@ -88,7 +90,8 @@ def test_bad_inputs_are_listed(tmp_path, capsys):
     gold.write_text("task,truth\n")
     assert main(["simulate", "--answers", str(answers), "--gold", str(gold)]) == 2
     assert "header task,gold" in capsys.readouterr().err
-    answers2, gold2 = _files(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)
+    (tmp_path / "x").mkdir()
+    answers2, gold2 = _files(tmp_path / "x")
     bad = tmp_path / "bad.yaml"
     bad.write_text("consensus:\n  stop_confidence: 2\n  vibes: 1\n")
     assert (
@@ -96,7 +99,8 @@ def test_bad_inputs_are_listed(tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "consensus.stop_confidence" in err and "consensus.vibes" in err
+    assert "consensus.stop_confidence" in err
+    assert "consensus.vibes" in err
     assert (
         main(
             ["simulate", "--answers", str(answers2), "--gold", str(gold2), "--gold-fraction", "1.5"]
