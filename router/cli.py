@@ -1,4 +1,4 @@
-"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config.
+"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config, simulate.
 
 This is the composition root: the one module of `router` that starts code from `workers`.
 """
@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a routing config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    from router.simulate.command import add_parser as add_simulate
+
+    add_simulate(sub)
     return parser
 
 

@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from router import audit
+from router.consensus.model import gold_accuracy_confusions, item_priors, smoothed_class_prior
 from router.db.database import Database
 from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
 from router.maths.disagreement import committee_mean
-from router.maths.posterior import accuracy_posterior, item_posteriors, symmetric_confusion
+from router.maths.posterior import item_posteriors
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
 from router.queueing.assignments import AssignmentStore
@@ -199,12 +200,13 @@ def posteriors(
     k = schema.k
     committees = committees_of(session, [it.id for it in items])
     base = class_prior(session, project_id, schema)
-    prior = np.tile(base, (len(items), 1))
+    means = np.zeros((len(items), k))
+    has = np.zeros(len(items), dtype=np.bool_)
     for i, item in enumerate(items):
         committee = committees.get(item.id)
         if committee is not None and committee.shape[1] == k:
-            w = config.consensus.model_prior_weight
-            prior[i] = w * committee_mean(committee[np.newaxis])[0] + (1.0 - w) * base
+            means[i], has[i] = committee_mean(committee[np.newaxis])[0], True
+    prior = item_priors(base, means, has, config)
     annotator_ids = sorted({lb[1] for item_labels in labels.values() for lb in item_labels})
     if not annotator_ids:
         return prior
@@ -216,12 +218,7 @@ def posteriors(
     }
     correct = np.array([records[a].n_gold_correct for a in annotator_ids])
     total = np.array([records[a].n_gold for a in annotator_ids])
-    p = config.consensus.annotator_prior
-    accuracy, _lo, _hi = accuracy_posterior(correct, total, p.alpha, p.beta)
-    # One accuracy per labeler, spread evenly over wrong classes. Full K x K matrices from gold
-    # alone (router.quality.confusions) are too sparse per row: in the simulated campaign they
-    # lost to majority vote on 2 of 8 seeds. They await the Dawid-Skene refit over all labels.
-    confusion = symmetric_confusion(accuracy, k)
+    confusion = gold_accuracy_confusions(correct, total, k, config)
     position = {a: j for j, a in enumerate(annotator_ids)}
     item_idx, label_idx, labeler_idx = [], [], []
     for i, item in enumerate(items):
@@ -243,7 +240,7 @@ def posteriors(
 
 def class_prior(session: Session, project_id: str, schema: LabelSchema) -> NDArray[np.float64]:
     """Class frequencies among the project's settled items, smoothed (uniform when none)."""
-    counts = np.ones(schema.k)
+    counts = np.zeros(schema.k)
     rows = session.execute(
         select(col(Item.consensus_label), func.count())
         .where(
@@ -257,5 +254,4 @@ def class_prior(session: Session, project_id: str, schema: LabelSchema) -> NDArr
         index = schema.index_of(label) if label is not None else None
         if index is not None:
             counts[index] += n
-    prior: NDArray[np.float64] = counts / counts.sum()
-    return prior
+    return smoothed_class_prior(counts)

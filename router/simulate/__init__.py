@@ -1,0 +1,1 @@
+"""`labelrouter simulate`: the routing, gold and consensus rules over replayed crowd answers."""

@@ -1,0 +1,73 @@
+"""Issue #6 targets, measured with `labelrouter simulate` on ../shared/data/crowd.
+
+Each policy runs on three seeds with the shipped config under config/simulate/. Asserted: the
+target met (bluebirds with experts), and for the targets not met, the figures measured so that
+a regression shows (README "Simulate" has the table and why they fall short).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from router.simulate.command import load_simulation_config
+from router.simulate.engine import SimulationSettings
+from router.simulate.replay import ReplayData, load_replay
+from router.simulate.report import SimulationReport, simulate
+from tests.conftest import SHARED_DATA
+
+CROWD = SHARED_DATA / "crowd"
+CONFIGS = Path(__file__).resolve().parents[2] / "config" / "simulate"
+SEEDS = (0, 1, 2)
+
+
+@cache
+def _data(name: str) -> ReplayData:
+    return load_replay(CROWD / name / "answers.csv", CROWD / name / "gold.csv")
+
+
+def _runs(name: str, policy: str, **settings: object) -> list[SimulationReport]:
+    if not (CROWD / name / "answers.csv").exists():
+        pytest.skip(f"{CROWD / name} is absent (real data live in ../shared/data)")
+    config = load_simulation_config(CONFIGS / f"{name}-{policy}.yaml", None)
+    return [
+        simulate(_data(name), config, SimulationSettings(seed=seed, **settings))  # type: ignore[arg-type]
+        for seed in SEEDS
+    ]
+
+
+def test_bluebirds_with_experts_beats_dawid_skene_by_3_points_at_no_more_cost():
+    for report in _runs("bluebirds", "experts", round_labels=2000):
+        router, ds_all = report.row("router"), report.row("dawid-skene")
+        assert router.cost_per_item <= ds_all.cost_per_item
+        assert router.accuracy >= ds_all.accuracy + 0.03, report.seed
+
+
+def test_product_with_experts_beats_dawid_skene_and_random_experts_at_no_more_cost():
+    # The target (+3 points) is not met: measured +1.5 to +2 points.
+    for report in _runs("product", "experts"):
+        router, ds_all = report.row("router"), report.row("dawid-skene")
+        assert router.cost_per_item <= ds_all.cost_per_item
+        assert router.accuracy >= ds_all.accuracy + 0.01
+        assert router.accuracy >= report.row("random experts").accuracy + 0.015
+
+
+def test_product_crowd_only_nearly_matches_dawid_skene_with_under_two_thirds_of_the_labels():
+    # The target (equal accuracy with at most 60%) is not met: measured 0.5 to 1.1 points
+    # below, with 56-57% of the labels (63% on seed 2).
+    for report in _runs("product", "crowd", experts=False):
+        router, ds_all = report.row("router"), report.row("dawid-skene")
+        assert router.crowd_share <= 0.65
+        assert router.accuracy >= ds_all.accuracy - 0.015
+        assert router.accuracy > report.row("majority vote").accuracy + 0.025
+
+
+def test_bluebirds_crowd_only_beats_majority_vote_with_fewer_labels():
+    # The target (Dawid-Skene's accuracy with 60% of the labels) is not met: about 2 points short.
+    for report in _runs("bluebirds", "crowd", experts=False, round_labels=2000):
+        router = report.row("router")
+        assert router.crowd_share <= 0.70
+        assert router.accuracy >= report.row("majority vote").accuracy + 0.05
+        assert router.accuracy >= report.row("dawid-skene").accuracy - 0.05
