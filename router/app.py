@@ -30,6 +30,7 @@ from router.runtime import Runtime, set_runtime
 from router.settings import Settings, get_settings
 from router.startup import prepare
 from router.tasks.controller import AssignmentController, TaskController
+from router.webhooks.controller import WebhookController
 
 __all__ = ["create_app"]
 
@@ -120,6 +121,7 @@ def create_app(
             health,
             ready,
             prometheus_metrics,
+            WebhookController,
         ],
         middleware=[metrics_middleware],
         dependencies={

@@ -1,4 +1,5 @@
-"""Periodic maintenance: the reconciler and the lease reaper, each at its own interval.
+"""Periodic maintenance: the reconciler, the lease reaper and webhook delivery runs, each at
+its own interval.
 
 Several schedulers may run (one per API process in the embedded default, one or more
 `labelrouter scheduler` processes in production); a Redis lock per pass makes each pass run
@@ -39,6 +40,7 @@ class Scheduler:
             _Pass("reconcile", jobs.reconcile, interval_s),
             _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
             _Pass("retries", jobs.promote_retries, 1.0),
+            _Pass("webhooks", jobs.schedule_webhooks, 1.0),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
