@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 import httpx
 import msgspec
@@ -219,13 +220,13 @@ def deliver_due(
 ) -> dict[str, int]:
     """Send due deliveries, a batch at a time, until none is due or `budget_s` has passed."""
     totals = {"delivered": 0, "failed": 0, "abandoned": 0, "lost": 0}
-    deadline = time.monotonic() + budget_s
+    deadline = monotonic() + budget_s
     timeout = httpx.Timeout(settings.timeout_s)
     with (
         httpx.Client(timeout=timeout, follow_redirects=False) as client,
         ThreadPoolExecutor(max_workers=settings.concurrency) as pool,
     ):
-        while time.monotonic() < deadline:
+        while monotonic() < deadline:
             batch = claim_due(db, settings)
             if not batch:
                 break

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlmodel import Session, col
 
 from router.db.database import as_utc
@@ -61,29 +61,36 @@ class Outbox:
         if not hooks:
             return None
         now = utcnow()
-        event = WebhookEvent(
-            id=new_id(),
-            project_id=self.project_id,
-            type=event_type,
-            data={"project_id": self.project_id, **data},
-            created_at=now,
-        )
-        self._session.add(event)
-        self._session.add_all(
-            WebhookDelivery(
-                id=new_id(),
-                webhook_id=hook_id,
-                event_id=event.id,
+        event_id = new_id()
+        # Inserted at once, event first (the deliveries refer to it), rather than added to the
+        # session: the tables have no ORM relationship to order the flush by.
+        self._session.execute(
+            insert(WebhookEvent).values(
+                id=event_id,
                 project_id=self.project_id,
-                event_type=event_type,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
+                type=event_type,
+                data={"project_id": self.project_id, **data},
                 created_at=now,
             )
-            for hook_id in hooks
         )
-        return event.id
+        self._session.execute(
+            insert(WebhookDelivery),
+            [
+                {
+                    "id": new_id(),
+                    "webhook_id": hook_id,
+                    "event_id": event_id,
+                    "project_id": self.project_id,
+                    "event_type": event_type,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for hook_id in hooks
+            ],
+        )
+        return event_id
 
 
 def emit(session: Session, project_id: str, event_type: str, data: dict[str, Any]) -> str | None:
