@@ -649,3 +649,21 @@ def test_the_scheduler_runs_a_webhook_pass(client, project, receiver):
     assert Scheduler(interval_s=30.0).run_once()["webhooks"] == {"enqueued": 0}  # one run waits
     run_jobs(get_runtime())
     assert len(receiver.received) == 1
+
+
+def test_the_endpoints_are_documented_in_openapi(client):
+    schema = client.get("/schema/openapi.json").json()
+    paths = {p: sorted(ops) for p, ops in schema["paths"].items() if "/webhooks" in p}
+    assert paths == {
+        "/v1/projects/{pid}/webhooks": ["get", "post"],
+        "/v1/projects/{pid}/webhooks/{hid}": ["delete", "get", "patch"],
+        "/v1/projects/{pid}/webhooks/{hid}/rotate-secret": ["post"],
+        "/v1/projects/{pid}/webhooks/{hid}/deliveries": ["get"],
+    }
+    components = schema["components"]["schemas"]
+    with_secret = {name for name, s in components.items() if "secret" in s.get("properties", {})}
+    assert with_secret == {"WebhookCreated", "WebhookSecretOut"}
+    assert (
+        "X-Labelrouter-Signature"
+        in schema["paths"]["/v1/projects/{pid}/webhooks"]["post"]["description"]
+    )
