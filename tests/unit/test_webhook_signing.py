@@ -81,3 +81,20 @@ def test_backoff_draws_stay_in_range():
     assert min(draws) >= 40.0
     assert max(draws) <= 80.0
     assert len(set(draws)) > 900, "jittered, not one fixed wait"
+
+
+def test_delivery_settings_come_from_the_environment(monkeypatch):
+    from router.settings import WebhookSettings
+
+    assert WebhookSettings.from_env() == WebhookSettings()
+    monkeypatch.setenv("ROUTER_WEBHOOK_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("ROUTER_WEBHOOK_BACKOFF_S", "0.5")
+    monkeypatch.setenv("ROUTER_WEBHOOK_TIMEOUT_S", "2")
+    got = WebhookSettings.from_env()
+    assert (got.max_attempts, got.backoff_s, got.timeout_s) == (3, 0.5, 2.0)
+    monkeypatch.setenv("ROUTER_WEBHOOK_MAX_ATTEMPTS", "0")
+    with pytest.raises(ValueError, match="ROUTER_WEBHOOK_MAX_ATTEMPTS"):
+        WebhookSettings.from_env()
+    monkeypatch.setenv("ROUTER_WEBHOOK_MAX_ATTEMPTS", "many")
+    with pytest.raises(ValueError, match="whole number"):
+        WebhookSettings.from_env()
