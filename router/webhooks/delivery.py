@@ -29,7 +29,16 @@ from router.settings import WebhookSettings
 from router.webhooks.outbox import iso
 from router.webhooks.signing import SIGNATURE_HEADER, backoff_s, sign
 
-__all__ = ["Attempt", "Claimed", "claim_due", "deliver_due", "has_due", "record", "send"]
+__all__ = [
+    "Attempt",
+    "Claimed",
+    "claim_due",
+    "deliver_due",
+    "has_due",
+    "record",
+    "record_all",
+    "send",
+]
 
 log = logging.getLogger(__name__)
 
@@ -176,43 +185,60 @@ def record(
 ) -> str | None:
     """Store the outcome of an attempt this worker still holds; the metric's outcome
     (delivered, failed: will retry, abandoned: no attempt left), or None if the lease was lost."""
+    return record_all(db, [(claimed, attempt)], settings)[0]
+
+
+def record_all(
+    db: Database, results: list[tuple[Claimed, Attempt]], settings: WebhookSettings
+) -> list[str | None]:
+    """`record` for a batch, in one transaction (one commit rather than one per delivery)."""
     now = _now()
+    outcomes: list[str | None] = []
     with db.session() as session:
-        delivery = session.execute(
-            select(WebhookDelivery)
-            .where(
-                col(WebhookDelivery.id) == claimed.delivery_id,
-                col(WebhookDelivery.lease_token) == claimed.token,
-                col(WebhookDelivery.status) == "pending",
-            )
-            .with_for_update()
-        ).scalar_one_or_none()
-        if delivery is None:  # the lease lapsed and another worker took the delivery over
-            return None
-        delivery.lease_token = None
-        delivery.last_status_code = attempt.status_code
-        delivery.last_error = attempt.error[:_ERROR_CHARS] if attempt.error else None
-        if attempt.ok:
-            outcome = "delivered"
-            delivery.status = "delivered"
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-        elif delivery.attempts >= settings.max_attempts:
-            outcome = "abandoned"
-            delivery.status = "failed"
-            delivery.next_attempt_at = None
-        else:
-            outcome = "failed"
-            wait = backoff_s(
-                delivery.attempts,
-                base_s=settings.backoff_s,
-                max_s=settings.backoff_max_s,
-                rng=_rng,
-            )
-            delivery.next_attempt_at = now + timedelta(seconds=wait)
-        session.add(delivery)
-    metrics.WEBHOOK_DELIVERIES.labels(event=claimed.event_type, outcome=outcome).inc()
-    return outcome
+        held = {
+            d.id: d
+            for d in session.execute(
+                select(WebhookDelivery)
+                .where(
+                    col(WebhookDelivery.id).in_([c.delivery_id for c, _ in results]),
+                    col(WebhookDelivery.status) == "pending",
+                )
+                .with_for_update()
+            ).scalars()
+        }
+        for claimed, attempt in results:
+            delivery = held.get(claimed.delivery_id)
+            if delivery is None or delivery.lease_token != claimed.token:
+                outcomes.append(None)  # the lease lapsed and another worker took it over
+                continue
+            outcomes.append(_apply(delivery, attempt, settings, now))
+            session.add(delivery)
+    for (claimed, _), outcome in zip(results, outcomes, strict=True):
+        if outcome is not None:
+            metrics.WEBHOOK_DELIVERIES.labels(event=claimed.event_type, outcome=outcome).inc()
+    return outcomes
+
+
+def _apply(
+    delivery: WebhookDelivery, attempt: Attempt, settings: WebhookSettings, now: datetime
+) -> str:
+    delivery.lease_token = None
+    delivery.last_status_code = attempt.status_code
+    delivery.last_error = attempt.error[:_ERROR_CHARS] if attempt.error else None
+    if attempt.ok:
+        delivery.status = "delivered"
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        return "delivered"
+    if delivery.attempts >= settings.max_attempts:
+        delivery.status = "failed"
+        delivery.next_attempt_at = None
+        return "abandoned"
+    wait = backoff_s(
+        delivery.attempts, base_s=settings.backoff_s, max_s=settings.backoff_max_s, rng=_rng
+    )
+    delivery.next_attempt_at = now + timedelta(seconds=wait)
+    return "failed"
 
 
 def deliver_due(
@@ -231,8 +257,8 @@ def deliver_due(
             if not batch:
                 break
             attempts = list(pool.map(lambda c: send(client, c), batch))
-            for claimed, attempt in zip(batch, attempts, strict=True):
-                outcome = record(db, claimed, attempt, settings)
+            outcomes = record_all(db, list(zip(batch, attempts, strict=True)), settings)
+            for claimed, attempt, outcome in zip(batch, attempts, outcomes, strict=True):
                 totals[outcome or "lost"] += 1
                 if outcome != "delivered":
                     log.info(
