@@ -199,11 +199,15 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
             .values({k: bindparam(k) for k in rows[0] if k != "_id"})
         )
         session.connection().execute(stmt, rows)
-        outbox = Outbox(session, project_id)
-        if outbox.wanted("item.settled"):  # auto-accepted items are settled here
-            for item, row in zip(items, rows, strict=True):
-                if row["status"] == "done":
-                    outbox.emit("item.settled", auto_settled_event(item, row))
+        # Auto-accepted items are settled here.
+        Outbox(session, project_id).emit_many(
+            "item.settled",
+            [
+                auto_settled_event(item, row)
+                for item, row in zip(items, rows, strict=True)
+                if row["status"] == "done"
+            ],
+        )
     # After the commit: a crash here leaves items routed but off their queue, which the
     # reconciler's pass over recently routed items repairs.
     store.open_items(project_id, opened)

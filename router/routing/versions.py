@@ -779,8 +779,8 @@ def _reroute_chunk(
                 )
             ).scalars()
         )
-        outbox = Outbox(session, project_id)
         by_id = {it.id: it for it in items}
+        settled: list[dict[str, Any]] = []
         for row in rows:
             item_id = row["_id"]
             if item_id not in applied:
@@ -790,10 +790,11 @@ def _reroute_chunk(
                 outcome.transitions[moves[item_id]] += 1
             if row["status"] == "done":
                 outcome.closed.append(item_id)
-                outbox.emit("item.settled", auto_settled_event(by_id[item_id], row))
+                settled.append(auto_settled_event(by_id[item_id], row))
             else:
                 entry = (item_id, row["tier"], row["priority"], row["labels_needed"])
                 outcome.opened.append(entry)
+        Outbox(session, project_id).emit_many("item.settled", settled)
     return outcome
 
 

@@ -56,30 +56,36 @@ class Outbox:
     def emit(self, event_type: str, data: dict[str, Any]) -> str | None:
         """Record the event and one pending delivery per subscribed hook; the event's id, or
         None when no hook wants it (then nothing is stored)."""
+        ids = self.emit_many(event_type, [data])
+        return ids[0] if ids else None
+
+    def emit_many(self, event_type: str, datas: list[dict[str, Any]]) -> list[str]:
+        """`emit` for many events of one type, in two multi-row inserts; their ids."""
         assert event_type in EVENT_TYPES, event_type
         hooks = self._subscribers(event_type)
-        if not hooks:
-            return None
+        if not hooks or not datas:
+            return []
         now = utcnow()
-        event_id = new_id()
-        # Inserted at once, event first (the deliveries refer to it), rather than added to the
-        # session: the tables have no ORM relationship to order the flush by.
-        self._session.execute(
-            insert(WebhookEvent).values(
-                id=event_id,
-                project_id=self.project_id,
-                type=event_type,
-                data={"project_id": self.project_id, **data},
-                created_at=now,
-            )
-        )
+        events = [
+            {
+                "id": new_id(),
+                "project_id": self.project_id,
+                "type": event_type,
+                "data": {"project_id": self.project_id, **data},
+                "created_at": now,
+            }
+            for data in datas
+        ]
+        # Inserted at once, events first (the deliveries refer to them), rather than added to
+        # the session: the tables have no ORM relationship to order a flush by.
+        self._session.execute(insert(WebhookEvent), events)
         self._session.execute(
             insert(WebhookDelivery),
             [
                 {
                     "id": new_id(),
                     "webhook_id": hook_id,
-                    "event_id": event_id,
+                    "event_id": event["id"],
                     "project_id": self.project_id,
                     "event_type": event_type,
                     "status": "pending",
@@ -87,10 +93,11 @@ class Outbox:
                     "next_attempt_at": now,
                     "created_at": now,
                 }
+                for event in events
                 for hook_id in hooks
             ],
         )
-        return event_id
+        return [str(event["id"]) for event in events]
 
 
 def emit(session: Session, project_id: str, event_type: str, data: dict[str, Any]) -> str | None:

@@ -32,11 +32,13 @@ from tests.integration.helpers import (
     annotator,
     by_external_id,
     claim,
+    confident_item,
     get_item,
     ingest,
     item,
     label,
     new_project,
+    ordinary_item,
     quiet,
 )
 from workers.jobs import schedule_webhooks
@@ -472,6 +474,37 @@ def test_the_gold_exhausted_flag_is_told_once(client, admin, jobs, receiver):
     deliver()
     flagged = [r.json["data"] for r in receiver.received]
     assert [(d["annotator_id"], d["flag"]) for d in flagged] == [(ann["id"], "gold_exhausted")]
+
+
+def test_auto_accepted_items_are_settled_events_too(client, admin, jobs, receiver):
+    """Settled by routing, at ingest or by a re-route under a new config: same event."""
+    project = new_project(client, admin, routing=quiet())
+    hook = register(client, project, receiver.url, ["item.settled"])
+    ids = by_external_id(
+        ingest(client, project, [confident_item("sure", label=1), ordinary_item("unsure")])
+    )
+    jobs()
+    deliver()
+    [first] = [r.json["data"] for r in receiver.received]
+    assert (first["item_id"], first["tier"], first["label"]) == (ids["sure"], "auto", "dog")
+    assert first["n_labels"] == 0
+    assert first["config_version"] == 1
+    assert first["confidence"] == pytest.approx(0.98)
+    assert "auto-accepted" in first["reason"]
+    everything_auto = {"thresholds": {"auto_max_uncertainty": 0.99, "auto_max_disagreement": 0.99}}
+    resp = client.put(
+        f"/v1/projects/{project['id']}/routing-config",
+        json={"config": everything_auto},
+        headers=auth(project["ops_key"]),
+    )
+    assert resp.status_code == 200, resp.text
+    jobs()  # the re-route job settles "unsure"
+    deliver()
+    second = receiver.received[1].json["data"]
+    assert (second["item_id"], second["tier"], second["label"]) == (ids["unsure"], "auto", "cat")
+    assert second["config_version"] == 2
+    assert len(receiver.received) == 2
+    assert all(verify(hook["secret"], r, time.time()) for r in receiver.received)
 
 
 def test_an_event_of_a_change_that_rolled_back_is_not_stored(client, project, runtime):
