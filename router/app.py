@@ -32,6 +32,7 @@ from router.startup import prepare
 from router.tasks.controller import AssignmentController, TaskController
 from router.ui.controller import DashboardController
 from router.ui.rendering import dashboard_static, dashboard_templates
+from router.webhooks.controller import WebhookController
 
 __all__ = ["create_app"]
 
@@ -124,6 +125,7 @@ def create_app(
             prometheus_metrics,
             DashboardController,
             dashboard_static(),
+            WebhookController,
         ],
         middleware=[metrics_middleware],
         dependencies={

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["DatabaseSettings", "LimitSettings", "RedisSettings", "Settings", "get_settings"]
+__all__ = [
+    "DatabaseSettings",
+    "LimitSettings",
+    "RedisSettings",
+    "Settings",
+    "WebhookSettings",
+    "get_settings",
+]
 
 _DEFAULT_VAR_DIR = Path("var")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -75,6 +82,43 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How workers deliver webhooks: the same for every project, as it is about the network
+    and the receivers' uptime, not about routing policy."""
+
+    max_attempts: int = 12
+    """Attempts before a delivery is marked failed (12 at the defaults: about 3.4 hours)."""
+    backoff_s: float = 10.0
+    """Wait after the first failed attempt; it doubles with each further one (with jitter)."""
+    backoff_max_s: float = 3600.0
+    """Longest wait between two attempts."""
+    timeout_s: float = 5.0
+    """Connect, read and write timeout of one attempt."""
+    concurrency: int = 8
+    """Deliveries one worker sends at once."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.concurrency < 1:
+            msg = "ROUTER_WEBHOOK_MAX_ATTEMPTS and ROUTER_WEBHOOK_CONCURRENCY must be >= 1"
+            raise ValueError(msg)
+        if not (self.backoff_s > 0 and self.backoff_max_s >= self.backoff_s):
+            msg = "ROUTER_WEBHOOK_BACKOFF_S must be > 0 and <= ROUTER_WEBHOOK_BACKOFF_MAX_S"
+            raise ValueError(msg)
+        if not self.timeout_s > 0:
+            raise ValueError("ROUTER_WEBHOOK_TIMEOUT_S must be > 0")
+
+    @classmethod
+    def from_env(cls) -> WebhookSettings:
+        return cls(
+            max_attempts=_env_int("ROUTER_WEBHOOK_MAX_ATTEMPTS", 12),
+            backoff_s=_env_float("ROUTER_WEBHOOK_BACKOFF_S", 10.0),
+            backoff_max_s=_env_float("ROUTER_WEBHOOK_BACKOFF_MAX_S", 3600.0),
+            timeout_s=_env_float("ROUTER_WEBHOOK_TIMEOUT_S", 5.0),
+            concurrency=_env_int("ROUTER_WEBHOOK_CONCURRENCY", 8),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from its environment."""
 
@@ -100,6 +144,7 @@ class Settings:
     snapshot_agreement_interval_s: float = 300.0
     """Agreement (a bootstrap over every label) is recomputed at most this often, and only when
     labels changed; snapshots in between carry the last value."""
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -126,6 +171,7 @@ class Settings:
             snapshot_interval_s=_env_float("ROUTER_SNAPSHOT_INTERVAL", 15.0),
             snapshot_retention_s=_env_float("ROUTER_SNAPSHOT_RETENTION", 86_400.0),
             snapshot_agreement_interval_s=_env_float("ROUTER_SNAPSHOT_AGREEMENT_INTERVAL", 300.0),
+            webhooks=WebhookSettings.from_env(),
         )
 
 

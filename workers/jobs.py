@@ -11,12 +11,15 @@ from router.routing.service import route_batch
 from router.routing.versions import reroute_project as reroute_project_items
 from router.runtime import get_runtime
 from router.tasks.service import reap_expired_leases
+from router.webhooks.delivery import deliver_due, has_due
 
 __all__ = [
+    "deliver_webhooks",
     "promote_retries",
     "reap_leases",
     "reconcile",
     "reroute_project",
+    "schedule_webhooks",
     "score_batch",
     "snapshot_projects",
     "update_consensus",
@@ -86,3 +89,20 @@ def snapshot_projects() -> dict[str, int]:
         retention_s=s.snapshot_retention_s,
         agreement_every_s=s.snapshot_agreement_interval_s,
     )
+def deliver_webhooks() -> dict[str, int]:
+    """Send every due webhook delivery (signed, one attempt each), recording the outcomes."""
+    rt = get_runtime()
+    try:
+        # Leave time within the job's timeout to record the last batch's outcomes.
+        budget = max(1.0, rt.settings.job_timeout_s / 2 - rt.settings.webhooks.timeout_s)
+        return deliver_due(rt.db, rt.settings.webhooks, budget_s=budget)
+    finally:
+        rt.jobs.finish_webhook_run()
+
+
+def schedule_webhooks() -> dict[str, int]:
+    """Enqueue a delivery run when a delivery is due (first attempts and retries alike)."""
+    rt = get_runtime()
+    if not has_due(rt.db):
+        return {"enqueued": 0}
+    return {"enqueued": int(rt.jobs.enqueue_webhook_delivery())}

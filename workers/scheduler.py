@@ -1,4 +1,5 @@
-"""Periodic maintenance: the reconciler, the lease reaper and the project snapshots, each at
+"""Periodic maintenance: the reconciler, the lease reaper, the project snapshots and webhook
+delivery runs, each at
 its own interval.
 
 Several schedulers may run (one per API process in the embedded default, one or more
@@ -48,6 +49,7 @@ class Scheduler:
                 get_runtime().settings.snapshot_interval_s,
                 quiet=True,
             ),
+            _Pass("webhooks", jobs.schedule_webhooks, 1.0, quiet=True),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -20,6 +20,8 @@ from router.projects.service import get_project, routing_config
 from router.quality.rules import GoldRecord, accuracy_estimate
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
+from router.webhooks.events import suspended_event
+from router.webhooks.outbox import emit
 
 __all__ = ["annotator_view", "create_annotator", "list_annotators", "update_annotator"]
 
@@ -166,6 +168,13 @@ def update_annotator(
                 project_id=project_id,
                 detail={"changes": changes, "reason": reason},
             )
+            if changes.get("status", [None, None])[1] == "suspended":
+                emit(
+                    session,
+                    project_id,
+                    "annotator.suspended",
+                    suspended_event(annotator, automatic=False),
+                )
         n_labels = session.execute(
             select(func.count()).where(col(Label.annotator_id) == annotator.id)
         ).scalar_one()

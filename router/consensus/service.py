@@ -27,6 +27,8 @@ from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.service import committees_of, expert_open_count
 from router.routing.settle import decide
+from router.webhooks.events import escalated_event, settled_event
+from router.webhooks.outbox import Outbox
 
 __all__ = ["class_prior", "reopen_after_suspension", "update_items"]
 
@@ -114,6 +116,7 @@ def _update_project(
             config=config,
         )
         now = utcnow()
+        outbox = Outbox(session, project_id)
         for i, item in enumerate(items):
             action = str(decision.action[i])
             counts[action] += 1
@@ -132,9 +135,11 @@ def _update_project(
                 item.settled_at = now
                 item.routing_reason = f"{item.routing_reason}; settled: {decision.reason[i]}"
                 redis_ops.append(("close", item.id, tier, 0.0, 0))
+                outbox.emit("item.settled", settled_event(item, str(decision.reason[i])))
             else:
                 in_tier = int(crowd[i] if tier == "crowd" else expert[i])  # as reconcile counts
                 if action == "escalate":
+                    from_tier = item.tier
                     item.tier = tier
                     item.routing_reason = f"{item.routing_reason}; escalated: {decision.reason[i]}"
                     audit.record(
@@ -145,6 +150,10 @@ def _update_project(
                         object_id=item.id,
                         project_id=project_id,
                         detail={"reason": decision.reason[i]},
+                    )
+                    outbox.emit(
+                        "item.escalated",
+                        escalated_event(item, from_tier, str(decision.reason[i])),
                     )
                 wanted = max(0, item.labels_needed - in_tier)
                 redis_ops.append(("open", item.id, tier, item.priority or 0.0, wanted))

@@ -21,6 +21,9 @@ __all__ = [
     "Project",
     "ProjectSnapshot",
     "RoutingConfigVersion",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
     "new_id",
     "utcnow",
 ]
@@ -225,3 +228,64 @@ class ProjectSnapshot(SQLModel, table=True):
     value forward until labels change and `ROUTER_SNAPSHOT_AGREEMENT_INTERVAL` has passed."""
     agreement_labels: int = 0
     """The project's label count when the agreement fields were computed."""
+
+class Webhook(SQLModel, table=True):
+    """A URL of a project's ops that is sent the events it subscribes to, signed."""
+
+    __table_args__ = (Index("ix_webhook_project_created", "project_id", "created_at", "id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", max_length=32)
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    description: str | None = Field(default=None, max_length=500)
+    secret: str = Field(max_length=100)
+    """The signing key, kept as is because signing needs it; the API shows it only when it is
+    made (creation, rotation) and never writes it to the audit log."""
+    active: bool = True
+    """Inactive hooks get no new events; their pending deliveries wait until reactivated."""
+    created_by: str | None = Field(default=None, max_length=32)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    deleted_at: datetime | None = _ts(nullable=True)
+    """Removed hooks are kept (soft-deleted) so that their delivery log stays readable."""
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One event of the outbox, written in the transaction of the change that caused it."""
+
+    __tablename__ = "webhook_event"
+
+    id: str = Field(primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    type: str = Field(max_length=64)
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one hook: its attempts, outcome and next try (the delivery log)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_hook_created", "webhook_id", "created_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    webhook_id: str = Field(foreign_key="webhook.id", max_length=32)
+    event_id: str = Field(foreign_key="webhook_event.id", index=True, max_length=32)
+    project_id: str = Field(max_length=32)
+    event_type: str = Field(max_length=64)
+    status: str = Field(default="pending", max_length=16)
+    """pending (due at next_attempt_at), delivered (a 2xx answer) or failed (gave up)."""
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    """When a pending delivery is due; while a worker holds it, the end of its lease."""
+    lease_token: str | None = Field(default=None, max_length=32)
+    """Set by the worker that claimed the attempt: only it may record the outcome."""
+    last_attempt_at: datetime | None = _ts(nullable=True)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()

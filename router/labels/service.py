@@ -19,10 +19,13 @@ from router.errors import Conflict, InvalidInput
 from router.observability import metrics
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
+from router.quality.alerts import flags_raised_by_gold
 from router.quality.rules import GoldRecord, onboarding_verdict, suspension_verdict
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 from router.tasks.service import load_assignment
+from router.webhooks.events import suspended_event
+from router.webhooks.outbox import emit
 
 __all__ = ["LabelInput", "submit_label"]
 
@@ -95,9 +98,7 @@ def submit_label(
             session.add(assignment)
             suspended = False
             if item.is_gold:
-                suspended = _record_gold(
-                    session, project, item, assignment.annotator_id, body.label
-                )
+                suspended = _record_gold(session, project, item, assignment.annotator_id, label)
             else:
                 session.execute(
                     update(Item)
@@ -133,14 +134,15 @@ def submit_label(
 
 
 def _record_gold(
-    session: Session, project: Project, item: Item, annotator_id: str, label: str
+    session: Session, project: Project, item: Item, annotator_id: str, label: Label
 ) -> bool:
     """A gold answer updates the annotator's record at once; True if it suspended them."""
     answer = session.get(GoldAnswer, item.id)
-    correct = answer is not None and answer.answer == label
+    correct = answer is not None and answer.answer == label.label
     annotator = session.execute(
         select(Annotator).where(col(Annotator.id) == annotator_id).with_for_update()
     ).scalar_one()
+    before = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
     annotator.n_gold += 1
     annotator.n_gold_correct += int(correct)
     annotator.updated_at = utcnow()
@@ -165,6 +167,7 @@ def _record_gold(
         suspend, reason = suspension_verdict(record, config)
         if suspend:
             _suspend(session, annotator, project.id, reason)
+    flags_raised_by_gold(session, project, annotator, label.id, before, config)
     session.add(annotator)
     return bool(annotator.status != "active")
 
@@ -181,6 +184,7 @@ def _suspend(session: Session, annotator: Annotator, project_id: str, reason: st
         project_id=project_id,
         detail={"reason": reason, "automatic": True},
     )
+    emit(session, project_id, "annotator.suspended", suspended_event(annotator, automatic=True))
 
 
 def _validate(body: LabelInput, schema: LabelSchema) -> None:

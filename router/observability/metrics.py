@@ -110,8 +110,9 @@ JOBS_FAILED = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     f"{_PREFIX}_webhook_deliveries",
-    "Webhook delivery attempts, by outcome: delivered, failed (will retry), abandoned",
-    ["outcome"],
+    "Webhook delivery attempts, by event type and outcome: delivered, failed (will retry), "
+    "abandoned (no attempt left)",
+    ["event", "outcome"],
 )
 
 # Known label values start at zero, so that rate() and absent-series alerts work from the
@@ -120,11 +121,19 @@ for _tier in ("crowd", "expert", "gold"):
     LABELS_SUBMITTED.labels(tier=_tier)
 for _tier in ("crowd", "expert"):
     GOLD_SERVED.labels(annotator_tier=_tier)
-for _job in ("score_batch", "update_consensus", "reconcile", "reap_leases", "promote_retries"):
+for _job in (
+    "score_batch",
+    "update_consensus",
+    "reconcile",
+    "reap_leases",
+    "promote_retries",
+    "deliver_webhooks",
+):
     JOBS_PROCESSED.labels(job=_job)
     JOBS_FAILED.labels(job=_job)
-for _outcome in ("delivered", "failed", "abandoned"):
-    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+for _event in ("item.settled", "item.escalated", "annotator.suspended", "annotator.flagged"):
+    for _outcome in ("delivered", "failed", "abandoned"):
+        WEBHOOK_DELIVERIES.labels(event=_event, outcome=_outcome)
 
 _UNMATCHED = "unmatched"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
@@ -25,8 +26,9 @@ from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, routing_config
 from router.quality.confusions import gold_confusions
 from router.quality.rules import GoldRecord, accuracy_estimate
+from router.routing.config import RoutingConfig
 
-__all__ = ["annotator_quality"]
+__all__ = ["GoldAnswered", "annotator_quality", "gold_answered", "quality_flags"]
 
 _OVERCONFIDENCE = 0.1
 """Mean stated confidence above accuracy on gold by more than this is flagged."""
@@ -45,39 +47,21 @@ def annotator_quality(
             raise NotFound(f"annotator {annotator_id!r} not found in project {project_id!r}")
         config = routing_config(session, project)
         schema = LabelSchema.parse(project.label_schema)
-        answers = session.execute(
-            select(col(GoldAnswer.answer), col(Label.label), col(Label.confidence))
-            .join(Item, col(Item.id) == col(Label.item_id))
-            .join(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
-            .where(col(Label.annotator_id) == annotator.id, col(Item.is_gold).is_(True))
-            .order_by(col(Label.created_at), col(Label.id))
-        ).all()
+        answers = gold_answered(session, annotator.id)
         n_labels = int(
             session.execute(
                 select(func.count()).where(col(Label.annotator_id) == annotator.id)
             ).scalar_one()
         )
         confusion = gold_confusions(session, [annotator.id], schema, config)[0]
-    truth = np.array([schema.index_of(a) for a, _, _ in answers], dtype=object)
-    given = np.array([schema.index_of(g) for _, g, _ in answers], dtype=object)
-    usable = np.array(
-        [t is not None and g is not None for t, g in zip(truth, given, strict=True)], dtype=bool
-    )
-    true_idx = truth[usable].astype(np.int64)
-    given_idx = given[usable].astype(np.int64)
-    correct = true_idx == given_idx
+    scored = _score(answers, schema)
+    true_idx, given_idx, correct = scored.true_idx, scored.given_idx, scored.correct
     record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
     mean, lo, hi = accuracy_estimate(record, config)
-    confident = [
-        (c, ok)
-        for (_, _, c), ok, use in zip(answers, _spread(correct, usable), usable, strict=True)
-        if use and c is not None
-    ]
     calibration: dict[str, Any] = {"ece": None, "brier": None, "reliability": None}
-    flags: list[str] = []
-    if confident:
-        conf = np.array([c for c, _ in confident], dtype=np.float64)
-        hits = np.array([ok for _, ok in confident], dtype=np.float64)
+    if scored.confident:
+        conf = np.array([c for c, _ in scored.confident], dtype=np.float64)
+        hits = np.array([ok for _, ok in scored.confident], dtype=np.float64)
         table = reliability_table(conf, hits)
         calibration = {
             "ece": expected_calibration_error(conf, hits),
@@ -92,20 +76,15 @@ def annotator_quality(
                 for i in range(table.count.size)
             ],
         }
-        if conf.size >= _MIN_CONFIDENT and conf.mean() - hits.mean() > _OVERCONFIDENCE:
-            flags.append("overconfident")
     q = config.quality
     recent, history, drifted = (
         drift(correct, q.drift_window, q.drift_margin)
         if correct.size
         else (math.nan, math.nan, False)
     )
-    if drifted:
-        flags.append("drift")
-    if record.n_gold >= q.min_gold and hi < q.suspend_below:
-        flags.append("accuracy_below_bar")
-    if annotator.gold_exhausted_at is not None:
-        flags.append("gold_exhausted")
+    flags = _flags(
+        scored, record, gold_exhausted=annotator.gold_exhausted_at is not None, config=config
+    )
     report: dict[str, Any] = {
         "annotator_id": annotator.id,
         "external_id": annotator.external_id,
@@ -137,6 +116,87 @@ def annotator_quality(
             mean_absolute_error_levels(true_idx, given_idx) if true_idx.size else None
         )
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class GoldAnswered:
+    """One gold answer of an annotator: the label they gave and the true answer."""
+
+    label_id: str
+    answer: str
+    given: str
+    confidence: float | None
+
+
+def gold_answered(session: Session, annotator_id: str) -> list[GoldAnswered]:
+    """The annotator's gold answers, oldest first."""
+    rows = session.execute(
+        select(col(Label.id), col(GoldAnswer.answer), col(Label.label), col(Label.confidence))
+        .join(Item, col(Item.id) == col(Label.item_id))
+        .join(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
+        .where(col(Label.annotator_id) == annotator_id, col(Item.is_gold).is_(True))
+        .order_by(col(Label.created_at), col(Label.id))
+    ).all()
+    return [GoldAnswered(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    true_idx: np.ndarray[Any, Any]
+    given_idx: np.ndarray[Any, Any]
+    correct: np.ndarray[Any, Any]
+    """Per usable answer (both labels still in the schema), in order."""
+    confident: list[tuple[float, bool]]
+    """(stated confidence, correct) of the usable answers that state a confidence."""
+
+
+def _score(answers: list[GoldAnswered], schema: LabelSchema) -> _Scored:
+    truth = np.array([schema.index_of(a.answer) for a in answers], dtype=object)
+    given = np.array([schema.index_of(a.given) for a in answers], dtype=object)
+    usable = np.array(
+        [t is not None and g is not None for t, g in zip(truth, given, strict=True)], dtype=bool
+    )
+    true_idx = truth[usable].astype(np.int64)
+    given_idx = given[usable].astype(np.int64)
+    correct = true_idx == given_idx
+    confident = [
+        (a.confidence, ok)
+        for a, ok, use in zip(answers, _spread(correct, usable), usable, strict=True)
+        if use and a.confidence is not None
+    ]
+    return _Scored(true_idx, given_idx, correct, confident)
+
+
+def _flags(
+    scored: _Scored, record: GoldRecord, *, gold_exhausted: bool, config: RoutingConfig
+) -> list[str]:
+    flags: list[str] = []
+    if len(scored.confident) >= _MIN_CONFIDENT:
+        conf = np.array([c for c, _ in scored.confident], dtype=np.float64)
+        hits = np.array([ok for _, ok in scored.confident], dtype=np.float64)
+        if conf.mean() - hits.mean() > _OVERCONFIDENCE:
+            flags.append("overconfident")
+    q = config.quality
+    if scored.correct.size and drift(scored.correct, q.drift_window, q.drift_margin)[2]:
+        flags.append("drift")
+    _mean, _lo, hi = accuracy_estimate(record, config)
+    if record.n_gold >= q.min_gold and hi < q.suspend_below:
+        flags.append("accuracy_below_bar")
+    if gold_exhausted:
+        flags.append("gold_exhausted")
+    return flags
+
+
+def quality_flags(
+    answers: list[GoldAnswered],
+    record: GoldRecord,
+    *,
+    gold_exhausted: bool,
+    config: RoutingConfig,
+    schema: LabelSchema,
+) -> list[str]:
+    """The flags of the quality read-out (`flags`) for these gold answers and record."""
+    return _flags(_score(answers, schema), record, gold_exhausted=gold_exhausted, config=config)
 
 
 def _spread(correct: np.ndarray[Any, Any], usable: np.ndarray[Any, Any]) -> list[bool]:

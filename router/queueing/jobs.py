@@ -18,6 +18,8 @@ _SCORE_JOB = "workers.jobs.score_batch"
 _CONSENSUS_JOB = "workers.jobs.update_consensus"
 _CONSENSUS_PENDING = "lr:consensus:pending"
 _CONSENSUS_SCHEDULED = "lr:consensus:scheduled"
+_WEBHOOK_JOB = "workers.jobs.deliver_webhooks"
+_WEBHOOK_SCHEDULED = "lr:webhooks:scheduled"
 
 
 class JobQueue:
@@ -114,3 +116,19 @@ class JobQueue:
             started = job.started_at.replace(tzinfo=UTC)
             return (datetime.now(UTC) - started).total_seconds() < started_grace_s
         return False
+
+    def enqueue_webhook_delivery(self) -> bool:
+        """Enqueue a delivery run unless one is already waiting or running; True if enqueued.
+
+        One run drains every due delivery, so more would only contend for the same rows.
+        """
+        if not self.redis.set(_WEBHOOK_SCHEDULED, "1", nx=True, ex=self.timeout_s):
+            return False
+        self.queue.enqueue(
+            _WEBHOOK_JOB, job_timeout=self.timeout_s, result_ttl=60, failure_ttl=7 * 24 * 3600
+        )
+        return True
+
+    def finish_webhook_run(self) -> None:
+        """Let the scheduler enqueue the next delivery run."""
+        self.redis.delete(_WEBHOOK_SCHEDULED)

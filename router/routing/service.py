@@ -26,6 +26,8 @@ from router.projects.service import label_schema_of, routing_config
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.policy import TIER_AUTO, RoutingDecision, route
+from router.webhooks.events import auto_settled_event
+from router.webhooks.outbox import Outbox
 
 __all__ = [
     "BatchScores",
@@ -197,6 +199,15 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
             .values({k: bindparam(k) for k in rows[0] if k != "_id"})
         )
         session.connection().execute(stmt, rows)
+        # Auto-accepted items are settled here.
+        Outbox(session, project_id).emit_many(
+            "item.settled",
+            [
+                auto_settled_event(item, row)
+                for item, row in zip(items, rows, strict=True)
+                if row["status"] == "done"
+            ],
+        )
     # After the commit: a crash here leaves items routed but off their queue, which the
     # reconciler's pass over recently routed items repairs.
     store.open_items(project_id, opened)

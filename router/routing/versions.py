@@ -41,6 +41,8 @@ from router.queueing.jobs import JobQueue
 from router.routing.config import RoutingConfig, RoutingConfigInvalid, merge_overrides
 from router.routing.policy import TIER_AUTO, TIER_CROWD, TIER_EXPERT, route
 from router.routing.service import committees_of, routing_row, score_items, spot_check_draws
+from router.webhooks.events import auto_settled_event
+from router.webhooks.outbox import Outbox
 
 __all__ = [
     "PREVIEW_SAMPLE",
@@ -777,6 +779,8 @@ def _reroute_chunk(
                 )
             ).scalars()
         )
+        by_id = {it.id: it for it in items}
+        settled: list[dict[str, Any]] = []
         for row in rows:
             item_id = row["_id"]
             if item_id not in applied:
@@ -786,9 +790,11 @@ def _reroute_chunk(
                 outcome.transitions[moves[item_id]] += 1
             if row["status"] == "done":
                 outcome.closed.append(item_id)
+                settled.append(auto_settled_event(by_id[item_id], row))
             else:
                 entry = (item_id, row["tier"], row["priority"], row["labels_needed"])
                 outcome.opened.append(entry)
+        Outbox(session, project_id).emit_many("item.settled", settled)
     return outcome
 
 

@@ -17,6 +17,7 @@ from router.db.models import Annotator, Assignment, Item, Project, new_id
 from router.errors import Conflict, NotFound
 from router.observability import metrics
 from router.projects.service import get_project, routing_config
+from router.quality.alerts import flag_gold_exhausted
 from router.queueing.assignments import AssignmentStore, ReapedLease
 from router.routing.config import RoutingConfig
 from router.tasks.acting import acting_annotator, require_active
@@ -91,11 +92,20 @@ def next_task(
         with db.session() as session:
             mark_expired(session, claim.reaped)
             if claim.gold_exhausted and annotator.gold_exhausted_at is None:
-                session.execute(
-                    update(Annotator)
-                    .where(col(Annotator.id) == annotator.id)
-                    .values(gold_exhausted_at=now)
+                marked = (
+                    session.connection()
+                    .execute(
+                        update(Annotator)
+                        .where(
+                            col(Annotator.id) == annotator.id,
+                            col(Annotator.gold_exhausted_at).is_(None),
+                        )
+                        .values(gold_exhausted_at=now)
+                    )
+                    .rowcount
                 )
+                if marked:  # only the claim that raised the flag tells the hooks
+                    flag_gold_exhausted(session, project, annotator, config)
             if claim.item_id is None:
                 metrics.LEASES_EXPIRED.inc(len(claim.reaped))
                 return None

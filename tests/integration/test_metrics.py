@@ -111,7 +111,15 @@ def test_declared_counters_start_at_zero(client):
         assert _get(samples, "labelrouter_jobs_processed_total", job=job) is not None
         assert _get(samples, "labelrouter_jobs_failed_total", job=job) is not None
     for outcome in ("delivered", "failed", "abandoned"):
-        assert _get(samples, "labelrouter_webhook_deliveries_total", outcome=outcome) is not None
+        assert (
+            _get(
+                samples,
+                "labelrouter_webhook_deliveries_total",
+                event="item.settled",
+                outcome=outcome,
+            )
+            is not None
+        )
     # Incrementing shows at the next scrape.
     before = _get(samples, "labelrouter_labels_submitted_total", tier="expert") or 0
     metrics.LABELS_SUBMITTED.labels(tier="expert").inc()

@@ -1,0 +1,1 @@
+"""Webhooks: ops register URLs per project; workers send them signed events from an outbox."""

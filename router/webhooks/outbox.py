@@ -1,0 +1,105 @@
+"""The outbox: events are rows written in the transaction of the change that causes them.
+
+A change that rolls back takes its events with it, and an event whose change committed is in
+the database even if the process dies right after: the workers deliver it from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session, col
+
+from router.db.database import as_utc
+from router.db.models import Webhook, WebhookDelivery, WebhookEvent, new_id, utcnow
+
+__all__ = ["EVENT_TYPES", "Outbox", "emit", "iso"]
+
+EVENT_TYPES = ("item.settled", "item.escalated", "annotator.suspended", "annotator.flagged")
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 UTC, as everywhere in the API."""
+    return as_utc(value).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+class Outbox:
+    """Events of one project within one transaction; the subscribed hooks are read once."""
+
+    __slots__ = ("_hooks", "_session", "project_id")
+
+    def __init__(self, session: Session, project_id: str) -> None:
+        self._session = session
+        self.project_id = project_id
+        self._hooks: list[tuple[str, list[str]]] | None = None
+
+    def _subscribers(self, event_type: str) -> list[str]:
+        if self._hooks is None:
+            self._hooks = [
+                (hook_id, list(events))
+                for hook_id, events in self._session.execute(
+                    select(col(Webhook.id), col(Webhook.events)).where(
+                        col(Webhook.project_id) == self.project_id,
+                        col(Webhook.active).is_(True),
+                        col(Webhook.deleted_at).is_(None),
+                    )
+                ).all()
+            ]
+        return [hook_id for hook_id, events in self._hooks if event_type in events]
+
+    def wanted(self, event_type: str) -> bool:
+        """Whether any hook subscribes to the event (to skip building a costly payload)."""
+        return bool(self._subscribers(event_type))
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> str | None:
+        """Record the event and one pending delivery per subscribed hook; the event's id, or
+        None when no hook wants it (then nothing is stored)."""
+        ids = self.emit_many(event_type, [data])
+        return ids[0] if ids else None
+
+    def emit_many(self, event_type: str, datas: list[dict[str, Any]]) -> list[str]:
+        """`emit` for many events of one type, in two multi-row inserts; their ids."""
+        assert event_type in EVENT_TYPES, event_type
+        hooks = self._subscribers(event_type)
+        if not hooks or not datas:
+            return []
+        now = utcnow()
+        events = [
+            {
+                "id": new_id(),
+                "project_id": self.project_id,
+                "type": event_type,
+                "data": {"project_id": self.project_id, **data},
+                "created_at": now,
+            }
+            for data in datas
+        ]
+        # Inserted at once, events first (the deliveries refer to them), rather than added to
+        # the session: the tables have no ORM relationship to order a flush by.
+        self._session.execute(insert(WebhookEvent), events)
+        self._session.execute(
+            insert(WebhookDelivery),
+            [
+                {
+                    "id": new_id(),
+                    "webhook_id": hook_id,
+                    "event_id": event["id"],
+                    "project_id": self.project_id,
+                    "event_type": event_type,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event in events
+                for hook_id in hooks
+            ],
+        )
+        return [str(event["id"]) for event in events]
+
+
+def emit(session: Session, project_id: str, event_type: str, data: dict[str, Any]) -> str | None:
+    """One event (see `Outbox.emit`)."""
+    return Outbox(session, project_id).emit(event_type, data)
