@@ -89,6 +89,8 @@ def snapshot_projects() -> dict[str, int]:
         retention_s=s.snapshot_retention_s,
         agreement_every_s=s.snapshot_agreement_interval_s,
     )
+
+
 def deliver_webhooks() -> dict[str, int]:
     """Send every due webhook delivery (signed, one attempt each), recording the outcomes."""
     rt = get_runtime()

@@ -229,6 +229,7 @@ class ProjectSnapshot(SQLModel, table=True):
     agreement_labels: int = 0
     """The project's label count when the agreement fields were computed."""
 
+
 class Webhook(SQLModel, table=True):
     """A URL of a project's ops that is sent the events it subscribes to, signed."""
 
