@@ -1,4 +1,4 @@
-"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config.
+"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config, demo.
 
 This is the composition root: the one module of `router` that starts code from `workers`.
 """
@@ -148,6 +148,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from router.demo import DemoOptions, run_demo
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    opts = DemoOptions(
+        items=args.items,
+        seed=args.seed,
+        budget=args.budget,
+        port=args.port,
+        host=args.host,
+        var_dir=Path(args.var_dir),
+        exit=args.exit,
+    )
+    run_demo(opts)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelrouter", description=__doc__)
     parser.add_argument(
@@ -182,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a routing config file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a simulated labeling campaign over the real API, with a report against baselines",
+    )
+    demo.add_argument("--items", type=int, default=800, help="items to label (default 800)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--budget", type=float, default=None, help="stop once this much is spent (cost units)"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="a free one is used if busy")
+    demo.add_argument("--var-dir", default="var/demo", help="the demo service's own (emptied)")
+    demo.add_argument("--exit", action="store_true", help="stop the service after the report")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
