@@ -62,7 +62,7 @@ class _Shared:
 def _work(
     api: LabelRouter, pid: str, who: Behaviour, data: Dataset, seed: int, shared: _Shared
 ) -> None:
-    rng = random.Random(f"{seed}:think:{who.name}")
+    rng = random.Random(f"{seed}:think:{who.name}")  # noqa: S311 (a simulation, not a secret)
     out = shared.outcome
     idle = _IDLE_S[0]
     while not shared.stop.is_set():

@@ -96,7 +96,7 @@ def answer(
     who: Behaviour, truth: int, kind: str, external_id: str, seed: int, *, drifted: bool = False
 ) -> tuple[int, float]:
     """(class, reported confidence) of `who` on an item; the same inputs, the same answer."""
-    rng = random.Random(f"{seed}:{who.name}:{external_id}:{int(drifted)}")
+    rng = random.Random(f"{seed}:{who.name}:{external_id}:{int(drifted)}")  # noqa: S311
     k = len(CLASSES)
     p = who.accuracy_on(kind, drifted=drifted)
     if p is None:

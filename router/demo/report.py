@@ -110,7 +110,8 @@ def gather(
 
 
 def _row(name: str, accuracy: float, cost: float, crowd: int, expert: int, n: int) -> str:
-    return f"  {name:42s} {accuracy:8.1%} {cost:9,.0f} {cost / max(1, n):8.2f} {crowd:7,d} {expert:7,d}"
+    per_item = cost / max(1, n)
+    return f"  {name:42s} {accuracy:8.1%} {cost:9,.0f} {per_item:8.2f} {crowd:7,d} {expert:7,d}"
 
 
 def render(r: DemoReport) -> str:
