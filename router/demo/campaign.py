@@ -165,7 +165,8 @@ def run_campaign(
             progress.flush()
             last_line = time.monotonic()
         done, total = int(m.items["by_status"]["done"]), int(m.items["total"])
-        if done * 2 >= total and not shared.midpoint.is_set():
+        auto = int(m.items["by_tier"]["auto"])  # settled at once, by the models
+        if (done - auto) * 2 >= total - auto and not shared.midpoint.is_set():
             shared.midpoint.set()
             shared.outcome.midpoint_s = time.monotonic() - started
         if done >= total:

@@ -81,8 +81,8 @@ def roster(n_crowd: int = 12, n_experts: int = 2) -> list[Behaviour]:
             "drifter",
             "crowd",
             0.88,
-            drifted_accuracy=0.4,
-            role="0.88, drops to 0.40 mid-run, unaware",
+            drifted_accuracy=0.3,
+            role="0.88, drops to 0.30 mid-run, unaware",
         )
     )
     people += [

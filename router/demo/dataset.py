@@ -3,7 +3,7 @@
 Pure numpy, seeded. Each item has a true class (imbalanced), a difficulty kind and the
 predictions of three models that are wrong in the ways real ones are:
 
-- `large`: the most accurate, and over-confident (logits sharpened, temperature 0.6): it is
+- `large`: the most accurate, and over-confident (logits sharpened, temperature 0.45): it is
   sometimes sure of a wrong class.
 - `small`: weaker and under-confident (temperature 1.6).
 - `prior`: leans towards the frequent classes (its logits carry the log class frequencies).
@@ -39,8 +39,10 @@ NEIGHBOUR = (1, 3, 4, 1, 2)
 KINDS = ("easy", "ordinary", "hard")
 KIND_FREQ = (0.4, 0.45, 0.15)
 MODELS = ("large", "small", "prior")
-_TEMPERATURE = (0.6, 1.6, 1.0)
-_PRIOR_LEAN = (0.0, 0.0, 1.0)
+_SKILL = (1.3, 0.8, 1.0)
+"""How strongly each model's logits carry the signal: `large` is the best."""
+_TEMPERATURE = (0.45, 1.6, 1.0)
+_PRIOR_LEAN = (0.0, 0.0, 1.5)
 # Per kind: (weight of the true class, weight of its neighbour, noise) in the models' logits.
 _SIGNAL = {"easy": (8.0, 1.5, 0.5), "ordinary": (2.0, 1.0, 0.9), "hard": (4.0, 0.0, 0.5)}
 _BLIND_SPOT = 0.02
@@ -112,10 +114,12 @@ def _committee(rng: np.random.Generator, truth: int, kind: str) -> NDArray[np.fl
         other = [c for c in range(k) if c not in (truth, NEIGHBOUR[truth])]
         aims = [int(a) for a in rng.permutation([truth, NEIGHBOUR[truth], rng.choice(other)])]
     rows = []
-    for aim, temperature, lean in zip(aims, _TEMPERATURE, _PRIOR_LEAN, strict=True):
+    for aim, skill, temperature, lean in zip(
+        aims, _SKILL, _TEMPERATURE, _PRIOR_LEAN, strict=True
+    ):
         z = rng.normal(0.0, noise, size=k)
-        z[aim] += signal
-        z[NEIGHBOUR[aim]] += confusion
+        z[aim] += signal * skill
+        z[NEIGHBOUR[aim]] += confusion * skill
         z += lean * (log_freq - log_freq.mean())
         rows.append(_softmax(z / temperature))
     return np.array(rows)

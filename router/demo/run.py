@@ -39,11 +39,11 @@ def demo_routing(n_items: int) -> dict[str, Any]:
         "thresholds": {"expert_min_priority": 0.64},
         # Scarce experts: the tier holds about one item in twenty at once.
         "experts": {"capacity": max(10, n_items // 20)},
-        # Gold a little denser than the default, so that drift (the last 12 gold answers
-        # against the ones before) shows within a one-minute run; the wider margin keeps
-        # honest workers' luck from being flagged as drift on so short a window.
-        "gold": {"rate": {"crowd": 0.15, "expert": 0.05}},
-        "quality": {"drift_window": 12, "drift_margin": 0.25},
+        # Gold denser than the default, so that drift (the last 15 gold answers against the
+        # ones before) shows within a one-minute run; the wider margin keeps honest workers'
+        # luck from being flagged as drift on so short a window.
+        "gold": {"rate": {"crowd": 0.2, "expert": 0.05}},
+        "quality": {"drift_window": 15, "drift_margin": 0.3},
     }
 
 
