@@ -42,7 +42,15 @@ def demo_routing(n_items: int) -> dict[str, Any]:
         # Gold denser than the default, so that drift (the last 15 gold answers against the
         # ones before) shows within a one-minute run; the wider margin keeps honest workers'
         # luck from being flagged as drift on so short a window.
-        "gold": {"rate": {"crowd": 0.2, "expert": 0.05}},
+        # Half of a newcomer's first claims are gold (until 12 gold answers), and a weaker
+        # prior on annotators (worth 3 gold answers, not 5): a spammer is caught within their
+        # first ~30 claims rather than after doing damage.
+        "gold": {
+            "rate": {"crowd": 0.2, "expert": 0.05},
+            "new_annotator_rate": 0.5,
+            "warmup": 12,
+        },
+        "consensus": {"annotator_prior": {"alpha": 2.0, "beta": 1.0}},
         "quality": {"drift_window": 15, "drift_margin": 0.3},
     }
 
