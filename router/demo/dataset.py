@@ -114,9 +114,7 @@ def _committee(rng: np.random.Generator, truth: int, kind: str) -> NDArray[np.fl
         other = [c for c in range(k) if c not in (truth, NEIGHBOUR[truth])]
         aims = [int(a) for a in rng.permutation([truth, NEIGHBOUR[truth], rng.choice(other)])]
     rows = []
-    for aim, skill, temperature, lean in zip(
-        aims, _SKILL, _TEMPERATURE, _PRIOR_LEAN, strict=True
-    ):
+    for aim, skill, temperature, lean in zip(aims, _SKILL, _TEMPERATURE, _PRIOR_LEAN, strict=True):
         z = rng.normal(0.0, noise, size=k)
         z[aim] += signal * skill
         z[NEIGHBOUR[aim]] += confusion * skill

@@ -147,7 +147,7 @@ def render(r: DemoReport) -> str:
         verdict = a.status + (f" ({a.reason})" if a.reason else "")
         flags = f"  flags: {', '.join(a.flags)}" if a.flags else ""
         out.append(
-            f"  {a.name:10s} {a.role:32s} {a.labels:5d} labels, gold {a.gold_correct:3d}/"
+            f"  {a.name:10s} {a.role:38s} {a.labels:5d} labels, gold {a.gold_correct:3d}/"
             f"{a.n_gold:<3d} {verdict}{flags}"
         )
     out += [

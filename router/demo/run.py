@@ -51,7 +51,7 @@ def demo_routing(n_items: int) -> dict[str, Any]:
             "warmup": 12,
         },
         "consensus": {"annotator_prior": {"alpha": 2.0, "beta": 1.0}},
-        "quality": {"drift_window": 15, "drift_margin": 0.3},
+        "quality": {"drift_window": 15, "drift_margin": 0.35},
     }
 
 

@@ -56,7 +56,7 @@ def test_a_small_demo_settles_everything_and_catches_the_spammer(tmp_path):
 
     for needle in ("Final labels:", "Cost:", "spammer", "Dawid-Skene, 3/item", "/ui", "admin key"):
         assert needle in printed
-    assert not (tmp_path / "demo" / "admin-key").read_text().strip() == ""
+    assert (tmp_path / "demo" / "admin-key").read_text().strip() == report.admin_key
 
 
 def test_the_cli_wires_the_demo_options(monkeypatch):

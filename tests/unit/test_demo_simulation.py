@@ -77,8 +77,7 @@ def test_hard_items_split_the_committee_and_easy_ones_do_not(data):
 
 def _accuracy(who: Behaviour, kind: str = "ordinary", drifted: bool = False) -> float:
     hits = [
-        answer(who, i % K, kind, f"x{i}", seed=1, drifted=drifted)[0] == i % K
-        for i in range(4000)
+        answer(who, i % K, kind, f"x{i}", seed=1, drifted=drifted)[0] == i % K for i in range(4000)
     ]
     return float(np.mean(hits))
 
@@ -174,8 +173,7 @@ def test_baselines_on_a_perfect_crowd_are_perfect_and_priced(data):
 def test_baselines_rank_as_they_should(data):
     items = data.items[:600]
     rows = {
-        b.name: b
-        for b in baselines(items, roster(), 1, router_cost=2100.0, router_expert_items=40)
+        b.name: b for b in baselines(items, roster(), 1, router_cost=2100.0, router_expert_items=40)
     }
     assert rows["majority vote, 1/item"].accuracy < rows["majority vote, 3/item"].accuracy
     assert rows["majority vote, 3/item"].accuracy < rows["majority vote, 5/item"].accuracy
