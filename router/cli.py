@@ -161,7 +161,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         var_dir=Path(args.var_dir),
         exit=args.exit,
     )
-    run_demo(opts)
+    try:
+        run_demo(opts)
+    except RuntimeError as exc:  # the service would not start, or the var dir is not ours
+        print(f"labelrouter demo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

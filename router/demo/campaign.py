@@ -8,6 +8,7 @@ their next claim and leaves.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import threading
@@ -20,6 +21,7 @@ from router.client import (
     Conflict,
     Forbidden,
     LabelRouter,
+    LabelRouterError,
     NotFound,
 )
 from router.client.types import ProjectMetrics
@@ -83,7 +85,8 @@ def _work(
         given, confidence = answer(who, truth, kind, ext, seed, drifted=drifted)
         think = rng.expovariate(1.0 / who.think_ms) / 1000.0
         if shared.stop.wait(think):
-            api.release(task.assignment_id)
+            with contextlib.suppress(LabelRouterError):  # else its lease lapses: no harm
+                api.release(task.assignment_id)
             return
         try:
             api.label(

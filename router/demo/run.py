@@ -10,8 +10,8 @@ from typing import Any, TextIO
 from router.client import LabelRouter
 from router.demo.baselines import baselines
 from router.demo.campaign import run_campaign
-from router.demo.crowd import roster
-from router.demo.dataset import CLASSES, make_dataset
+from router.demo.crowd import Behaviour, roster
+from router.demo.dataset import CLASSES, Dataset, make_dataset
 from router.demo.report import DemoReport, gather, render
 from router.demo.service import DemoService
 
@@ -74,7 +74,11 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> DemoReport:
 
 
 def _campaign(
-    service: DemoService, data: Any, people: Any, opts: DemoOptions, out: TextIO
+    service: DemoService,
+    data: Dataset,
+    people: list[Behaviour],
+    opts: DemoOptions,
+    out: TextIO,
 ) -> DemoReport:
     with LabelRouter(service.url, service.admin_key) as admin:
         project = admin.create_project(

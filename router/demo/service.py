@@ -22,6 +22,8 @@ from router.client import LabelRouter, LabelRouterError
 __all__ = ["DemoService", "free_port"]
 
 _EMBEDDED_ENV = ("ROUTER_DATABASE_URL", "ROUTER_REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+_MARKER = ".labelrouter-demo"
+"""Marks a directory the demo made, so that it only ever empties its own."""
 
 
 def free_port(host: str, wanted: int) -> int:
@@ -51,9 +53,16 @@ class DemoService:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> None:
-        if self.var_dir.exists():
+        if self.var_dir.exists() and any(self.var_dir.iterdir()):
+            if not (self.var_dir / _MARKER).exists():
+                msg = (
+                    f"{self.var_dir} is not empty and was not made by the demo; "
+                    "pass another --var-dir (the demo empties its own at every start)"
+                )
+                raise RuntimeError(msg)
             shutil.rmtree(self.var_dir)
-        self.var_dir.mkdir(parents=True)
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        (self.var_dir / _MARKER).touch()
         env = {k: v for k, v in os.environ.items() if k not in _EMBEDDED_ENV}
         env.update(ROUTER_VAR_DIR=str(self.var_dir), ROUTER_ADMIN_KEY=self.admin_key)
         (self.var_dir / "admin-key").write_text(self.admin_key + "\n")

@@ -85,3 +85,12 @@ def test_the_budget_stops_the_campaign(tmp_path):
     assert 150.0 <= report.cost < 150.0 + 3 * 14 * report.cost_per_label["expert"]
     assert report.settled < report.n_items
     assert "the budget was spent" in out.getvalue()
+
+
+def test_the_demo_never_empties_a_directory_it_did_not_make(tmp_path):
+    from router.demo.service import DemoService
+
+    (tmp_path / "labelrouter.db").write_text("someone's data")
+    with pytest.raises(RuntimeError, match="not made by the demo"):
+        DemoService(tmp_path, port=0).start()
+    assert (tmp_path / "labelrouter.db").read_text() == "someone's data"
