@@ -161,11 +161,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         var_dir=Path(args.var_dir),
         exit=args.exit,
     )
+    # A plain `kill` ends the demo like Ctrl-C does: through its cleanup, which stops the
+    # service it started (else that child would outlive it).
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         run_demo(opts)
     except RuntimeError as exc:  # the service would not start, or the var dir is not ours
         print(f"labelrouter demo: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
