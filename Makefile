@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install run serve test test-unit lint format bench clean
+.PHONY: install run serve test test-unit lint format bench clean demo
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml uv.lock
 
 install: $(STAMP) ## create .venv with the project and its dev extras
 
-run: $(STAMP) ## the main job: the service on the embedded default (SQLite + in-process Redis + worker)
+run: $(STAMP) ## the service on the embedded default (SQLite + in-process Redis + worker)
 	$(BIN)/labelrouter serve
 
 serve: run
@@ -38,6 +38,9 @@ format: $(STAMP)
 
 bench: $(STAMP) ## benchmarks: print figures and write bench/results/*.json
 	$(BIN)/python -m bench
+
+demo: $(STAMP) ## the main job: a simulated campaign over the real API, report against baselines
+	$(BIN)/labelrouter demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

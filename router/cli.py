@@ -1,4 +1,4 @@
-"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config, simulate.
+"""The `labelrouter` command: serve, worker, scheduler, migrate, check-config, simulate, demo.
 
 This is the composition root: the one module of `router` that starts code from `workers`.
 """
@@ -148,6 +148,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from router.demo import DemoOptions, run_demo
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    opts = DemoOptions(
+        items=args.items,
+        seed=args.seed,
+        budget=args.budget,
+        port=args.port,
+        host=args.host,
+        var_dir=Path(args.var_dir),
+        exit=args.exit,
+    )
+    # A plain `kill` ends the demo like Ctrl-C does: through its cleanup, which stops the
+    # service it started (else that child would outlive it).
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run_demo(opts)
+    except RuntimeError as exc:  # the service would not start, or the var dir is not ours
+        print(f"labelrouter demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelrouter", description=__doc__)
     parser.add_argument(
@@ -186,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     from router.simulate.command import add_parser as add_simulate
 
     add_simulate(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="a simulated labeling campaign over the real API, with a report against baselines",
+    )
+    demo.add_argument("--items", type=int, default=800, help="items to label (default 800)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--budget", type=float, default=None, help="stop once this much is spent (cost units)"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="a free one is used if busy")
+    demo.add_argument("--var-dir", default="var/demo", help="the demo service's own (emptied)")
+    demo.add_argument("--exit", action="store_true", help="stop the service after the report")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
