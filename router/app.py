@@ -16,8 +16,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.annotators.controller import AnnotatorController
 from router.auditlog.controller import AuditController
+from router.auth.controller import KeyController
 from router.deps import provide_principal, provide_runtime
-from router.errors import RouterError
+from router.errors import RateLimited, RouterError
 from router.export.controller import ExportController
 from router.health import health, ready
 from router.items.controller import ItemController
@@ -36,11 +37,14 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _error(
+    status: int, detail: str, extra: Any = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
     return Response(
         {"status_code": status, "detail": detail, "extra": extra},
         status_code=status,
         media_type=MediaType.JSON,
+        headers=headers,
     )
 
 
@@ -52,6 +56,9 @@ def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[di
         if not isinstance(inner, Exception):
             break
         exc = inner
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(exc.status_code, exc.detail, exc.extra, headers)
     if isinstance(exc, RouterError):
         return _error(exc.status_code, exc.detail, exc.extra)
     if isinstance(exc, ValidationException):
@@ -120,6 +127,7 @@ def create_app(
             health,
             ready,
             prometheus_metrics,
+            KeyController,
         ],
         middleware=[metrics_middleware],
         dependencies={

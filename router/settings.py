@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["DatabaseSettings", "LimitSettings", "RedisSettings", "Settings", "get_settings"]
+__all__ = [
+    "DatabaseSettings",
+    "LimitSettings",
+    "RateLimitSettings",
+    "RedisSettings",
+    "Settings",
+    "get_settings",
+]
 
 _DEFAULT_VAR_DIR = Path("var")
 _MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -75,6 +82,38 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Requests per key per window, by the key's role (0: unlimited).
+
+    Generous by default: they stop a runaway client, not normal work. A tool key acts for
+    many annotators at once, so it gets the most.
+    """
+
+    window_s: float = 1.0
+    """ROUTER_RATE_WINDOW_S: length of the fixed counting window."""
+    admin: int = 5_000
+    ops: int = 1_000
+    producer: int = 1_000
+    tool: int = 20_000
+    annotator: int = 200
+
+    def limit_for(self, role: str) -> int:
+        limit: int = getattr(self, role, 0)
+        return limit
+
+    @classmethod
+    def from_env(cls) -> RateLimitSettings:
+        defaults = cls()
+        return cls(
+            window_s=_env_float("ROUTER_RATE_WINDOW_S", defaults.window_s),
+            **{
+                role: _env_int(f"ROUTER_RATE_LIMIT_{role.upper()}", getattr(defaults, role))
+                for role in ("admin", "ops", "producer", "tool", "annotator")
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from its environment."""
 
@@ -93,6 +132,10 @@ class Settings:
     reconcile_grace_s: float = 10.0
     """A queued item younger than this is left to the job its ingest enqueued."""
     job_timeout_s: int = 300
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    """ROUTER_RATE_LIMIT_<ROLE> and ROUTER_RATE_WINDOW_S."""
+    idempotency_ttl_s: int = 24 * 3600
+    """ROUTER_IDEMPOTENCY_TTL: how long a stored Idempotency-Key response is replayed."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -116,6 +159,8 @@ class Settings:
             reconcile_interval_s=_env_float("ROUTER_RECONCILE_INTERVAL", 30.0),
             reconcile_grace_s=_env_float("ROUTER_RECONCILE_GRACE", 10.0),
             job_timeout_s=_env_int("ROUTER_JOB_TIMEOUT", 300),
+            rate_limits=RateLimitSettings.from_env(),
+            idempotency_ttl_s=_env_int("ROUTER_IDEMPOTENCY_TTL", 24 * 3600),
         )
 
 
