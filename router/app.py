@@ -25,6 +25,7 @@ from router.items.controller import ItemController
 from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
 from router.projects.controller import ProjectController
+from router.ratelimit.body_size import body_size_limit
 from router.readouts.controller import ReadoutController
 from router.routing.controller import RoutingConfigController
 from router.runtime import Runtime, set_runtime
@@ -129,7 +130,7 @@ def create_app(
             prometheus_metrics,
             KeyController,
         ],
-        middleware=[metrics_middleware],
+        middleware=[metrics_middleware, body_size_limit(settings.limits.max_body_bytes)],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=True),
