@@ -24,6 +24,7 @@ from router.health import health, ready
 from router.items.controller import ItemController
 from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
+from router.openapi import document_errors
 from router.projects.controller import ProjectController
 from router.ratelimit.body_size import body_size_limit
 from router.readouts.controller import ReadoutController
@@ -114,7 +115,7 @@ def create_app(
                 rt.close()
                 set_runtime(None)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ProjectController,
             RoutingConfigController,
@@ -146,3 +147,5 @@ def create_app(
         request_max_body_size=settings.limits.max_body_bytes,
         debug=False,
     )
+    document_errors(app)
+    return app
