@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.consensus.service import update_items
+from router.idempotency.store import purge_expired
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
 from router.routing.versions import reroute_project as reroute_project_items
@@ -13,6 +14,7 @@ from router.tasks.service import reap_expired_leases
 
 __all__ = [
     "promote_retries",
+    "purge_idempotency_keys",
     "reap_leases",
     "reconcile",
     "reroute_project",
@@ -72,3 +74,8 @@ def reap_leases() -> dict[str, int]:
 def promote_retries() -> dict[str, int]:
     """Put failed jobs whose retry back-off has passed back on the queue."""
     return {"promoted": get_runtime().jobs.promote_due_retries()}
+
+
+def purge_idempotency_keys() -> dict[str, int]:
+    """Delete the stored Idempotency-Key responses past their expiry."""
+    return {"purged": purge_expired(get_runtime().db)}

@@ -22,6 +22,7 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 5.0
+_PURGE_INTERVAL_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -39,6 +40,7 @@ class Scheduler:
             _Pass("reconcile", jobs.reconcile, interval_s),
             _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
             _Pass("retries", jobs.promote_retries, 1.0),
+            _Pass("idempotency", jobs.purge_idempotency_keys, _PURGE_INTERVAL_S),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -227,3 +227,11 @@ def test_concurrent_duplicate_ingests_store_each_item_once(client, project, runt
     ids = {tuple(i["id"] for i in r.json()["items"]) for r in responses}
     assert len(ids) == 1  # every response names the same stored item for each external_id
     assert count_rows(runtime, project["id"])[0] == 20
+
+
+def test_the_scheduler_purges_expired_keys(client, project, runtime):
+    from workers.scheduler import Scheduler
+
+    runtime.settings = dataclasses.replace(runtime.settings, idempotency_ttl_s=0)
+    assert _ingest(client, project, [ordinary_item("p")], key="purge-me").status_code == 202
+    assert Scheduler(interval_s=30.0).run_once()["idempotency"] == {"purged": 1}
