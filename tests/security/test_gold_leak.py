@@ -142,9 +142,6 @@ def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs):
             "created_at",
         }
 
-    # Claims: size and latency. Labels: size (their latency is not asserted: a gold answer
-    # updates the annotator's record in the same transaction, a routed label marks the item
-    # for consensus, and those differ by a fraction of a millisecond; see the README).
     samples = {
         "claim size": ([c["size"] for c in claims[True]], [c["size"] for c in claims[False]]),
         "claim latency": (
@@ -152,6 +149,10 @@ def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs):
             [c["latency"] for c in claims[False]],
         ),
         "label size": ([c["size"] for c in labels[True]], [c["size"] for c in labels[False]]),
+        "label latency": (
+            [c["latency"] for c in labels[True]],
+            [c["latency"] for c in labels[False]],
+        ),
     }
     report = {name: float(ks_2samp(g, r).pvalue) for name, (g, r) in samples.items()}
     assert all(p > P_MIN for p in report.values()), report
