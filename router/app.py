@@ -16,14 +16,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.annotators.controller import AnnotatorController
 from router.auditlog.controller import AuditController
+from router.auth.controller import KeyController
 from router.deps import provide_principal, provide_runtime
-from router.errors import RouterError
+from router.errors import RateLimited, RouterError
 from router.export.controller import ExportController
 from router.health import health, ready
 from router.items.controller import ItemController
 from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
+from router.openapi import document_errors
 from router.projects.controller import ProjectController
+from router.ratelimit.body_size import body_size_limit
 from router.readouts.controller import ReadoutController
 from router.routing.controller import RoutingConfigController
 from router.runtime import Runtime, set_runtime
@@ -39,11 +42,14 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, detail: str, extra: Any = None) -> Response[dict[str, Any]]:
+def _error(
+    status: int, detail: str, extra: Any = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
     return Response(
         {"status_code": status, "detail": detail, "extra": extra},
         status_code=status,
         media_type=MediaType.JSON,
+        headers=headers,
     )
 
 
@@ -55,6 +61,9 @@ def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[di
         if not isinstance(inner, Exception):
             break
         exc = inner
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(exc.status_code, exc.detail, exc.extra, headers)
     if isinstance(exc, RouterError):
         return _error(exc.status_code, exc.detail, exc.extra)
     if isinstance(exc, ValidationException):
@@ -109,7 +118,7 @@ def create_app(
                 rt.close()
                 set_runtime(None)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ProjectController,
             RoutingConfigController,
@@ -126,8 +135,9 @@ def create_app(
             DashboardController,
             dashboard_static(),
             WebhookController,
+            KeyController,
         ],
-        middleware=[metrics_middleware],
+        middleware=[metrics_middleware, body_size_limit(settings.limits.max_body_bytes)],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=True),
@@ -144,3 +154,5 @@ def create_app(
         template_config=dashboard_templates(),
         debug=False,
     )
+    document_errors(app)
+    return app

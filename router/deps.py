@@ -24,4 +24,6 @@ def provide_runtime(state: State) -> Runtime:
 
 def provide_principal(request: Request[object, object, State]) -> Principal:
     runtime: Runtime = request.app.state.runtime
-    return runtime.keys.resolve(request.headers.get("authorization"))
+    principal = runtime.keys.resolve(request.headers.get("authorization"))
+    runtime.limiter.check(principal)
+    return principal

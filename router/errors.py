@@ -15,6 +15,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "RouterError",
     "ServiceUnavailable",
     "UnsupportedMediaType",
@@ -84,3 +85,13 @@ class ServiceUnavailable(RouterError):
     """A dependency (database, Redis) is down; retrying later is the remedy."""
 
     status_code = 503
+
+
+class RateLimited(ClientError):
+    """The key sent more requests than its role's limit in the current window."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail, extra={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s

@@ -16,6 +16,7 @@ from router.db.database import Database
 from router.queueing.assignments import AssignmentStore
 from router.queueing.connection import connect
 from router.queueing.jobs import JobQueue
+from router.ratelimit.limiter import RateLimiter
 from router.settings import Settings, get_settings
 
 __all__ = ["Runtime", "get_runtime", "set_runtime"]
@@ -29,11 +30,13 @@ class Runtime:
     jobs: JobQueue = field(init=False)
     assignments: AssignmentStore = field(init=False)
     keys: KeyResolver = field(init=False)
+    limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.jobs = JobQueue(self.redis, timeout_s=self.settings.job_timeout_s)
         self.assignments = AssignmentStore(self.redis)
         self.keys = KeyResolver(self.db)
+        self.limiter = RateLimiter(self.redis, self.settings.rate_limits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:

@@ -10,6 +10,7 @@ from pathlib import Path
 __all__ = [
     "DatabaseSettings",
     "LimitSettings",
+    "RateLimitSettings",
     "RedisSettings",
     "Settings",
     "WebhookSettings",
@@ -119,6 +120,38 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Requests per key per window, by the key's role (0: unlimited).
+
+    Generous by default: they stop a runaway client, not normal work. A tool key acts for
+    many annotators at once, so it gets the most.
+    """
+
+    window_s: float = 1.0
+    """ROUTER_RATE_WINDOW_S: length of the fixed counting window."""
+    admin: int = 5_000
+    ops: int = 1_000
+    producer: int = 1_000
+    tool: int = 20_000
+    annotator: int = 200
+
+    def limit_for(self, role: str) -> int:
+        limit: int = getattr(self, role, 0)
+        return limit
+
+    @classmethod
+    def from_env(cls) -> RateLimitSettings:
+        defaults = cls()
+        return cls(
+            window_s=_env_float("ROUTER_RATE_WINDOW_S", defaults.window_s),
+            **{
+                role: _env_int(f"ROUTER_RATE_LIMIT_{role.upper()}", getattr(defaults, role))
+                for role in ("admin", "ops", "producer", "tool", "annotator")
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from its environment."""
 
@@ -145,6 +178,10 @@ class Settings:
     """Agreement (a bootstrap over every label) is recomputed at most this often, and only when
     labels changed; snapshots in between carry the last value."""
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    """ROUTER_RATE_LIMIT_<ROLE> and ROUTER_RATE_WINDOW_S."""
+    idempotency_ttl_s: int = 24 * 3600
+    """ROUTER_IDEMPOTENCY_TTL: how long a stored Idempotency-Key response is replayed."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -172,6 +209,8 @@ class Settings:
             snapshot_retention_s=_env_float("ROUTER_SNAPSHOT_RETENTION", 86_400.0),
             snapshot_agreement_interval_s=_env_float("ROUTER_SNAPSHOT_AGREEMENT_INTERVAL", 300.0),
             webhooks=WebhookSettings.from_env(),
+            rate_limits=RateLimitSettings.from_env(),
+            idempotency_ttl_s=_env_int("ROUTER_IDEMPOTENCY_TTL", 24 * 3600),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.consensus.service import update_items
+from router.idempotency.store import purge_expired
 from router.readouts.snapshots import take_snapshots
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
@@ -16,6 +17,7 @@ from router.webhooks.delivery import deliver_due, has_due
 __all__ = [
     "deliver_webhooks",
     "promote_retries",
+    "purge_idempotency_keys",
     "reap_leases",
     "reconcile",
     "reroute_project",
@@ -108,3 +110,8 @@ def schedule_webhooks() -> dict[str, int]:
     if not has_due(rt.db):
         return {"enqueued": 0}
     return {"enqueued": int(rt.jobs.enqueue_webhook_delivery())}
+
+
+def purge_idempotency_keys() -> dict[str, int]:
+    """Delete the stored Idempotency-Key responses past their expiry."""
+    return {"purged": purge_expired(get_runtime().db)}

@@ -24,6 +24,7 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 5.0
+_PURGE_INTERVAL_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Scheduler:
                 quiet=True,
             ),
             _Pass("webhooks", jobs.schedule_webhooks, 1.0, quiet=True),
+            _Pass("idempotency", jobs.purge_idempotency_keys, _PURGE_INTERVAL_S),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -63,6 +63,11 @@ class KeyResolver:
         self._lock = threading.Lock()
         self.ttl_s = ttl_s
 
+    def forget(self, key_hash: str) -> None:
+        """Drop a revoked key from this process's cache (other processes: within ttl_s)."""
+        with self._lock:
+            self._cache.pop(key_hash, None)
+
     def resolve(self, authorization: str | None) -> Principal:
         if not authorization:
             msg = "missing API key: send the header 'Authorization: Bearer <key>'"

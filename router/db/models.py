@@ -15,6 +15,7 @@ __all__ = [
     "Assignment",
     "AuditEvent",
     "GoldAnswer",
+    "IdempotencyRecord",
     "Item",
     "Label",
     "Prediction",
@@ -290,3 +291,19 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     delivered_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The response to a request sent with an Idempotency-Key, stored with the write it made."""
+
+    __tablename__ = "idempotency_key"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    """The API key that sent it: keys are scoped to their sender (and so to its project)."""
+    idempotency_key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    """SHA-256 of method, path, acting annotator and body: reuse for another request is refused."""
+    status_code: int
+    response: Any = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)

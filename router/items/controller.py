@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from anyio.to_thread import run_sync
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, Parameter
 
@@ -13,6 +14,9 @@ from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.deps import PrincipalDep, RuntimeDep
 from router.errors import UnsupportedMediaType
+from router.idempotency.http import IdempotencyKeyHeader, replay_response
+from router.idempotency.store import HEADER as IDEMPOTENCY_HEADER
+from router.idempotency.store import IdempotentRequest, Recorder, StoredResponse, run_once
 from router.items import service
 from router.items.ingest import parse_items_body
 from router.items.schemas import IngestedItem, IngestOut, ItemPageOut
@@ -45,7 +49,8 @@ class ItemController(Controller):
         request: Request[Any, Any, State],
         runtime: RuntimeDep,
         principal: PrincipalDep,
-    ) -> IngestOut:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[IngestOut]:
         principal.authorize(pid, Role.PRODUCER, Role.OPS)
         content_type = request.headers.get("content-type", "application/json").split(";")[0]
         ndjson = content_type.strip().lower() in _NDJSON
@@ -56,13 +61,22 @@ class ItemController(Controller):
             )
             raise UnsupportedMediaType(msg)
         body = await request.body()
-        result = await run_sync(_ingest, runtime, principal, pid, body, ndjson)
-        return IngestOut(
-            accepted=result.accepted,
-            duplicates=result.duplicates,
-            items=[IngestedItem(external_id=e, id=i) for e, i in result.ids],
-            batch_id=result.batch_id,
+        idem = IdempotentRequest.from_header(
+            principal,
+            request.headers.get(IDEMPOTENCY_HEADER),
+            runtime.settings.idempotency_ttl_s,
+            "POST",
+            request.url.path,
+            "ndjson" if ndjson else "json",
+            body,
         )
+        stored, replayed = await run_sync(
+            run_once,
+            runtime.db,
+            idem,
+            lambda record: _ingest(runtime, principal, pid, body, ndjson, record),
+        )
+        return replay_response(stored, replayed)
 
     @get("/{iid:str}", sync_to_thread=True, summary="Read an item (producer, ops)")
     def read(
@@ -88,8 +102,13 @@ class ItemController(Controller):
 
 
 def _ingest(
-    runtime: Runtime, principal: Principal, pid: FromPath[str], body: bytes, ndjson: bool
-) -> service.IngestResult:
+    runtime: Runtime,
+    principal: Principal,
+    pid: str,
+    body: bytes,
+    ndjson: bool,
+    record: Recorder | None,
+) -> StoredResponse:
     with runtime.db.read() as session:
         schema = label_schema_of(get_project(session, principal, pid))
     limits = runtime.settings.limits
@@ -100,4 +119,23 @@ def _ingest(
         max_payload_bytes=limits.max_payload_bytes,
         max_items=limits.max_items_per_request,
     )
-    return service.ingest_items(runtime.db, runtime.jobs, principal, pid, items)
+    result = service.ingest_items(
+        runtime.db,
+        runtime.jobs,
+        principal,
+        pid,
+        items,
+        before_commit=(lambda session, r: record(session, 202, _out(r))) if record else None,
+    )
+    return StoredResponse(202, _out(result))
+
+
+def _out(result: service.IngestResult) -> dict[str, Any]:
+    out = IngestOut(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        items=[IngestedItem(external_id=e, id=i) for e, i in result.ids],
+        batch_id=result.batch_id,
+    )
+    body: dict[str, Any] = msgspec.to_builtins(out)
+    return body

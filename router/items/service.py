@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,8 @@ def ingest_items(
     actor: Principal,
     project_id: str,
     items: Sequence[IngestItem],
+    *,
+    before_commit: Callable[[Session, IngestResult], None] | None = None,
 ) -> IngestResult:
     """Store new items durably as `queued`, then hand the batch to a scoring job.
 
@@ -112,17 +114,20 @@ def ingest_items(
             project_id=project_id,
             detail={"accepted": accepted, "duplicates": duplicates},
         )
+        result = IngestResult(
+            batch_id=batch_id,
+            accepted=accepted,
+            duplicates=duplicates,
+            ids=[(item.external_id, ids[item.external_id]) for item in items],
+        )
+        if before_commit is not None:  # e.g. the Idempotency-Key response, stored with the items
+            before_commit(session, result)
     if accepted:
         try:
             jobs.enqueue_scoring(batch_id)
         except Exception:  # Redis down: the items are stored; the reconciler will enqueue them.
             log.warning("could not enqueue scoring of batch %s; the reconciler will", batch_id)
-    return IngestResult(
-        batch_id=batch_id,
-        accepted=accepted,
-        duplicates=duplicates,
-        ids=[(item.external_id, ids[item.external_id]) for item in items],
-    )
+    return result
 
 
 def _existing_ids(session: Session, project_id: str, external_ids: list[str]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,14 @@ def submit_label(
     assignment_id: str,
     x_annotator: str | None,
     body: LabelInput,
+    *,
+    before_commit: Callable[[Session, dict[str, Any], bool], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Store a label; returns (label view, created). The same body again returns the first."""
+    """Store a label; returns (label view, created). The same body again returns the first.
+
+    `before_commit(session, view, created)` runs inside the label's transaction (the
+    Idempotency-Key response is stored there, so that it commits exactly with the label).
+    """
     with db.session() as session:
         assignment = load_assignment(session, principal, assignment_id, x_annotator)
         existing = session.execute(
@@ -57,6 +64,8 @@ def submit_label(
         ).scalar_one_or_none()
         if existing is not None:
             if _same(existing, body):
+                if before_commit is not None:
+                    before_commit(session, _view(existing), False)
                 return _view(existing), False
             msg = (
                 "this assignment already has a different label; a label cannot be changed. "
@@ -106,6 +115,8 @@ def submit_label(
                     .values(n_labels=col(Item.n_labels) + 1, updated_at=utcnow())
                 )
             session.flush()
+            if before_commit is not None:
+                before_commit(session, _view(label), True)
         except BaseException:
             if not item.is_gold:  # give the slot back: the label was not stored
                 store.return_slot(

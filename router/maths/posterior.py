@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import special  # type: ignore[import-untyped]
 
 from router.maths.uncertainty import as_probability_batch, entropy, index_array
 
@@ -82,8 +82,11 @@ def accuracy_posterior(
     b = beta0 + (total - correct)
     mean: NDArray[np.float64] = a / (a + b)
     tail = (1.0 - float(level)) / 2.0
-    lo: NDArray[np.float64] = np.asarray(stats.beta.ppf(tail, a, b), dtype=np.float64)
-    hi: NDArray[np.float64] = np.asarray(stats.beta.ppf(1.0 - tail, a, b), dtype=np.float64)
+    # The Beta quantile straight from its ufunc: bit-identical to stats.beta.ppf, but about a
+    # hundred times cheaper per call; a gold label computes it on the request path, where
+    # stats' per-call overhead made gold labels measurably slower than routed ones.
+    lo: NDArray[np.float64] = np.asarray(special.betaincinv(a, b, tail), dtype=np.float64)
+    hi: NDArray[np.float64] = np.asarray(special.betaincinv(a, b, 1.0 - tail), dtype=np.float64)
     return mean, lo, hi
 
 

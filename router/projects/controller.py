@@ -1,4 +1,4 @@
-"""HTTP: /v1/projects and their keys."""
+"""HTTP: /v1/projects (their keys: `router.auth.controller`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from router.db.database import as_utc
 from router.db.models import Project
 from router.deps import PrincipalDep, RuntimeDep
 from router.projects import service
-from router.projects.schemas import KeyCreate, KeyOut, ProjectCreate, ProjectOut
+from router.projects.schemas import ProjectCreate, ProjectOut
 
 __all__ = ["ProjectController"]
 
@@ -47,19 +47,3 @@ class ProjectController(Controller):
     def read(self, pid: FromPath[str], runtime: RuntimeDep, principal: PrincipalDep) -> ProjectOut:
         with runtime.db.read() as session:
             return _out(service.get_project(session, principal, pid))
-
-    @post(
-        "/{pid:str}/keys",
-        status_code=201,
-        sync_to_thread=True,
-        summary="Create an ops, producer or tool key (admin); the key is shown once",
-    )
-    def create_key(
-        self,
-        pid: FromPath[str],
-        data: JSONBody[KeyCreate],
-        runtime: RuntimeDep,
-        principal: PrincipalDep,
-    ) -> KeyOut:
-        key, raw = service.create_key(runtime.db, principal, pid, role=data.role, name=data.name)
-        return KeyOut(id=key.id, key=raw, role=key.role, name=key.name, project_id=pid)

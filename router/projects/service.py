@@ -139,6 +139,7 @@ def create_key(
     db: Database, actor: Principal, project_id: str, *, role: str, name: str
 ) -> tuple[ApiKey, str]:
     """A new key for the project; the raw key is returned once and never stored."""
+    actor.require_project(project_id)  # another project's: 404, as everywhere, before the role
     actor.require_admin()
     allowed = [r.value for r in _KEY_ROLES]
     problems = []

@@ -72,42 +72,57 @@ local function lease(item, tier, prio)
   return {item, tier, tostring(prio), reaped, exhausted}
 end
 
-local gold_left = 0
+-- Gold and routed claims do the same work (the unseen-gold lookup and the queue scan both
+-- run, whichever is served), so that how long a claim takes does not tell gold from routed.
+local gold_item = false
+local unseen = redis.call('SDIFF', p .. 'gold', seen)
+local gold_left = #unseen
+table.sort(unseen)
 if want_gold or gold_only then
-  local unseen = redis.call('SDIFF', p .. 'gold', seen)
-  gold_left = #unseen
   if gold_left > 0 then
-    table.sort(unseen)
-    local item = unseen[math.floor(pick * gold_left) + 1]
-    return lease(item, 'gold', '0')
+    gold_item = unseen[math.floor(pick * gold_left) + 1]
+  else
+    exhausted = '1'
   end
-  exhausted = '1'
+end
+
+local function best_routed()
+  for tier in string.gmatch(ARGV[9], '[^,]+') do
+    local q = p .. 'q:' .. tier
+    local start = 0
+    while true do
+      local batch = redis.call('ZREVRANGE', q, start, start + 99, 'WITHSCORES')
+      if #batch == 0 then break end
+      for i = 1, #batch, 2 do
+        local item = batch[i]
+        if redis.call('SISMEMBER', seen, item) == 0 then
+          if tonumber(redis.call('HGET', p .. 'free', item) or '0') > 0 then
+            return item, tier, batch[i + 1]
+          end
+        end
+      end
+      start = start + 100
+    end
+  end
+  return false, '', '0'
+end
+
+local item, tier, prio = false, '', '0'
+if not gold_only then
+  item, tier, prio = best_routed()
+end
+if gold_item then
+  return lease(gold_item, 'gold', '0')
 end
 if gold_only then
   return {false, 'gold_exhausted', '0', reaped, exhausted}
 end
-
-for tier in string.gmatch(ARGV[9], '[^,]+') do
-  local q = p .. 'q:' .. tier
-  local start = 0
-  while true do
-    local batch = redis.call('ZREVRANGE', q, start, start + 99, 'WITHSCORES')
-    if #batch == 0 then break end
-    for i = 1, #batch, 2 do
-      local item = batch[i]
-      if redis.call('SISMEMBER', seen, item) == 0 then
-        local free = tonumber(redis.call('HGET', p .. 'free', item) or '0')
-        if free > 0 then
-          if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
-            redis.call('ZREM', q, item)
-          end
-          redis.call('HINCRBY', p .. 'leased', item, 1)
-          return lease(item, tier, batch[i + 1])
-        end
-      end
-    end
-    start = start + 100
+if item then
+  if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
+    redis.call('ZREM', p .. 'q:' .. tier, item)
   end
+  redis.call('HINCRBY', p .. 'leased', item, 1)
+  return lease(item, tier, prio)
 end
 return {false, '', '0', reaped, exhausted}
 """

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Response, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from router.deps import PrincipalDep, RuntimeDep
 from router.gold.service import register_gold
+from router.idempotency.http import IdempotencyKeyHeader, replay_response
+from router.idempotency.store import IdempotentRequest, Recorder, StoredResponse, run_once
 from router.labels.service import LabelInput, submit_label
 from router.tasks import service
 from router.tasks.schemas import GoldRequest, LabelIn, TaskOut
@@ -83,6 +86,7 @@ class AssignmentController(Controller):
         runtime: RuntimeDep,
         principal: PrincipalDep,
         x_annotator: XAnnotator = None,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[dict[str, Any]]:
         body = LabelInput(
             label=data.label,
@@ -90,10 +94,30 @@ class AssignmentController(Controller):
             rationale=data.rationale,
             duration_ms=data.duration_ms,
         )
-        view, created = submit_label(
-            runtime.db, runtime.assignments, runtime.jobs, principal, aid, x_annotator, body
+        idem = IdempotentRequest.from_header(
+            principal,
+            idempotency_key,
+            runtime.settings.idempotency_ttl_s,
+            "POST",
+            f"/v1/assignments/{aid}/label",
+            x_annotator,
+            msgspec.json.encode(data),
         )
-        return Response(view, status_code=201 if created else 200)
+
+        def write(record: Recorder | None) -> StoredResponse:
+            view, created = submit_label(
+                runtime.db,
+                runtime.assignments,
+                runtime.jobs,
+                principal,
+                aid,
+                x_annotator,
+                body,
+                before_commit=(lambda s, v, c: record(s, 201 if c else 200, v)) if record else None,
+            )
+            return StoredResponse(201 if created else 200, view)
+
+        return replay_response(*run_once(runtime.db, idem, write))
 
     @post(
         "/release",

@@ -477,6 +477,8 @@ def _redis_snapshot(runtime) -> dict[str, Any]:
     r = runtime.redis
     out: dict[str, Any] = {"dbsize": r.dbsize()}
     for key in sorted(r.scan_iter("lr:*")):
+        if key.startswith(b"lr:rl:"):  # the rate limiter's request counters count every request
+            continue
         kind = r.type(key)
         kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "zset":

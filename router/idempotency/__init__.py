@@ -1,0 +1,1 @@
+"""Client retries: a request sent again with the same Idempotency-Key gets the first answer."""

@@ -1,0 +1,1 @@
+"""Per-key request rate limits, counted in Redis so every API process shares them."""

@@ -1,0 +1,158 @@
+"""Gold leak: over 1,000+ claims, nothing an annotator receives tells gold from routed work.
+
+Same key sets and identifier formats, indistinguishable response size and latency
+distributions (two-sample Kolmogorov-Smirnov, p > 0.01), and label responses of the same
+shape with no correctness feedback. Gold payloads are drawn from the same distribution as
+the others, as a careful ops team would make them; then only the service could give gold away.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+import time
+from typing import Any
+
+from scipy.stats import ks_2samp
+
+from tests.conftest import auth
+from tests.integration.helpers import annotator, new_project, quiet
+
+N_ANNOTATORS = 20
+CLAIMS_EACH = 52
+N_GOLD = 60
+N_ROUTED = 60
+ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+P_MIN = 0.01
+
+
+def _payload(rng: random.Random) -> dict[str, Any]:
+    n = 100
+    return {"text": "".join(rng.choices(string.ascii_lowercase + " ", k=n)), "lang": "en"}
+
+
+def _routing() -> dict[str, Any]:
+    return quiet(
+        gold={"rate": {"crowd": 0.5, "expert": 0.5}, "new_annotator_rate": 0.5},
+        labels={"crowd_target": N_ANNOTATORS, "crowd_overflow_target": N_ANNOTATORS},
+    )
+
+
+def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs):
+    rng = random.Random(8)
+    project = new_project(client, admin, routing=_routing())
+    pid = project["id"]
+    gold = client.post(
+        f"/v1/projects/{pid}/gold",
+        json={
+            "items": [
+                {"external_id": f"q{i}", "payload": _payload(rng), "answer": "cat"}
+                for i in range(N_GOLD)
+            ]
+        },
+        headers=auth(project["ops_key"]),
+    )
+    assert gold.status_code == 201, gold.text
+    gold_ids = {g["id"] for g in gold.json()["items"]}
+    items = [
+        {
+            "external_id": f"r{i}",
+            "payload": _payload(rng),
+            "predictions": [{"model": "m", "model_version": "1", "probs": [0.5, 0.3, 0.2]}],
+        }
+        for i in range(N_ROUTED)
+    ]
+    ingested = client.post(
+        f"/v1/projects/{pid}/items", json={"items": items}, headers=auth(project["producer_key"])
+    )
+    assert ingested.status_code == 202, ingested.text
+    jobs()
+    annotators = [annotator(client, project, f"ann-{a}") for a in range(N_ANNOTATORS)]
+
+    claims: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    labels: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(CLAIMS_EACH):
+        for ann in annotators:
+            headers = auth(ann["api_key"])
+            start = time.perf_counter()
+            resp = client.post(f"/v1/projects/{pid}/tasks/next", headers=headers)
+            elapsed = time.perf_counter() - start
+            assert resp.status_code == 200, resp.text
+            task = resp.json()
+            is_gold = task["item_id"] in gold_ids
+            claims[is_gold].append(
+                {
+                    "body": task,
+                    "size": len(resp.content),
+                    "latency": elapsed,
+                    "headers": resp.headers,
+                }
+            )
+            # Gold answered right (so nobody is suspended), the rest alike: same-size bodies.
+            value = "cat" if is_gold else rng.choice(["cat", "dog"])
+            start = time.perf_counter()
+            done = client.post(
+                f"/v1/assignments/{task['assignment_id']}/label",
+                json={"label": value, "confidence": 0.8},
+                headers=headers,
+            )
+            elapsed = time.perf_counter() - start
+            assert done.status_code == 201, done.text
+            labels[is_gold].append(
+                {"body": done.json(), "size": len(done.content), "latency": elapsed}
+            )
+
+    n_gold, n_routed = len(claims[True]), len(claims[False])
+    assert n_gold + n_routed >= 1000
+    assert min(n_gold, n_routed) >= 300, (n_gold, n_routed)
+
+    # Same keys, same identifier and timestamp formats.
+    for kind in (True, False):
+        for c in claims[kind]:
+            body = c["body"]
+            assert set(body) == {
+                "assignment_id",
+                "item_id",
+                "payload",
+                "label_schema",
+                "rubric_version",
+                "lease_expires_at",
+            }
+            assert ID.match(body["assignment_id"])
+            assert ID.match(body["item_id"])
+            assert TIMESTAMP.match(body["lease_expires_at"]), body["lease_expires_at"]
+            assert set(body["payload"]) == {"text", "lang"}
+            assert set(c["headers"]) == set(claims[False][0]["headers"])
+        for lab in labels[kind]:
+            assert set(lab["body"]) == set(labels[False][0]["body"])
+            assert ID.match(lab["body"]["id"])
+    # The label answer says nothing about correctness: it echoes what was sent.
+    for lab in labels[True] + labels[False]:
+        assert set(lab["body"]) == {
+            "id",
+            "assignment_id",
+            "item_id",
+            "label",
+            "confidence",
+            "rationale",
+            "duration_ms",
+            "rubric_version",
+            "created_at",
+        }
+
+    samples = {
+        "claim size": ([c["size"] for c in claims[True]], [c["size"] for c in claims[False]]),
+        "claim latency": (
+            [c["latency"] for c in claims[True]],
+            [c["latency"] for c in claims[False]],
+        ),
+        "label size": ([c["size"] for c in labels[True]], [c["size"] for c in labels[False]]),
+        "label latency": (
+            [c["latency"] for c in labels[True]],
+            [c["latency"] for c in labels[False]],
+        ),
+    }
+    report = {name: float(ks_2samp(g, r).pvalue) for name, (g, r) in samples.items()}
+    assert all(p > P_MIN for p in report.values()), report
