@@ -84,10 +84,37 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/projects/{pid:str}/audit"): _r("ops"),
     ("GET", "/v1/projects/{pid:str}/export"): _r("ops", "producer"),
     ("GET", "/v1/projects/{pid:str}/metrics"): _r("ops"),
+    ("POST", "/v1/projects/{pid:str}/webhooks"): _r("ops", body="webhook"),
+    ("GET", "/v1/projects/{pid:str}/webhooks"): _r("ops"),
+    ("GET", "/v1/projects/{pid:str}/webhooks/{hid:str}"): _r("ops", objects=("own", "other")),
+    ("PATCH", "/v1/projects/{pid:str}/webhooks/{hid:str}"): _r(
+        "ops", objects=("own", "other"), body={"active": False}
+    ),
+    ("DELETE", "/v1/projects/{pid:str}/webhooks/{hid:str}"): _r("ops", objects=("own", "other")),
+    ("GET", "/v1/projects/{pid:str}/webhooks/{hid:str}/deliveries"): _r(
+        "ops", objects=("own", "other")
+    ),
+    ("POST", "/v1/projects/{pid:str}/webhooks/{hid:str}/rotate-secret"): _r(
+        "ops", objects=("own", "other")
+    ),
 }
 
 PUBLIC = {("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics")}
 """No key needed: liveness, readiness and the Prometheus scrape."""
+
+UI_OPEN = {("GET", "/ui"), ("GET", "/ui/login"), ("POST", "/ui/login")}
+"""The dashboard's doors: the login form and the redirect to it."""
+UI_STATIC = ("GET", "/ui/static/{file_path:path}")
+UI_SESSION = {
+    ("GET", "/ui/projects"),
+    ("GET", "/ui/projects/{pid:str}"),
+    ("GET", "/ui/projects/{pid:str}/annotators/{aid:str}"),
+    ("GET", "/ui/projects/{pid:str}/fragments/{name:str}"),
+    ("POST", "/ui/logout"),
+    ("POST", "/ui/projects/{pid:str}/annotators/{aid:str}/status"),
+}
+"""The dashboard's pages take a session cookie, not a bearer key: without one they send the
+browser to the login form (roles and CSRF: tests/integration/test_dashboard.py)."""
 
 
 def _app_routes(app: Any) -> set[tuple[str, str]]:
@@ -103,9 +130,10 @@ def _app_routes(app: Any) -> set[tuple[str, str]]:
 
 def test_every_route_has_a_rule(app):
     routes = _app_routes(app)
-    missing = sorted(routes - set(RULES) - PUBLIC)
+    known = set(RULES) | PUBLIC | UI_OPEN | UI_SESSION | {UI_STATIC}
+    missing = sorted(routes - known)
     assert not missing, f"routes without an authorization rule in RULES: {missing}"
-    stale = sorted((set(RULES) | PUBLIC) - routes)
+    stale = sorted(known - routes)
     assert not stale, f"RULES names routes the app does not have: {stale}"
 
 
@@ -156,6 +184,16 @@ class World:
         body: dict[str, Any] = resp.json()
         return body
 
+    def new_hook(self, project: dict[str, Any]) -> dict[str, Any]:
+        resp = self.client.post(
+            f"/v1/projects/{project['id']}/webhooks",
+            json=self.body("webhook"),
+            headers=self.admin,
+        )
+        assert resp.status_code == 201, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
     def body(self, spec: Any) -> Any:
         n = next(self.counter)
         if spec == "project":
@@ -168,6 +206,8 @@ class World:
             return {"external_id": f"new-{n}", "tier": "crowd"}
         if spec == "items":
             return {"items": [ordinary_item(f"new-{n}")]}
+        if spec == "webhook":
+            return {"url": f"http://127.0.0.1:9/hook-{n}", "events": ["item.settled"]}
         if spec == "gold":
             return {"items": [{"external_id": f"g{n}", "payload": {"t": n}, "answer": "cat"}]}
         return spec
@@ -186,6 +226,10 @@ class World:
         if "{kid:str}" in path:
             path = path.replace(
                 "{kid:str}", self.new_key(other if case == "other" else project)["id"]
+            )
+        if "{hid:str}" in path:
+            path = path.replace(
+                "{hid:str}", self.new_hook(other if case == "other" else project)["id"]
             )
         if template.startswith("/v1/projects/{pid:str}/annotators/{aid:str}"):
             target = self.b1 if case == "other" else self.a_spare
@@ -293,3 +337,25 @@ def test_project_keys_cannot_create_projects_or_read_the_global_audit(client, ad
         client.post("/v1/projects", json=world.body("project"), headers=headers).status_code == 403
     )
     assert client.get("/v1/audit", headers=headers).status_code == 403
+
+
+def test_dashboard_pages_need_a_session(client, admin):
+    """A bearer key, of any role, opens no dashboard page: only the login form's session does."""
+    world = World(client, admin)
+    pid, aid = world.a["id"], world.a_spare["id"]
+    for method, template in sorted(UI_SESSION):
+        path = template.replace("{pid:str}", pid).replace("{aid:str}", aid)
+        path = path.replace("{name:str}", "overview")
+        for role in ROLES:
+            resp = client.request(
+                method,
+                path,
+                headers=world.keys[role],
+                data={"status": "suspended"},
+                follow_redirects=False,
+            )
+            assert resp.status_code in (303, 401, 403), (method, path, role, resp.status_code)
+            if resp.status_code == 303:
+                assert resp.headers["location"] == "/ui/login", (method, path, role)
+    spare = client.get(f"/v1/projects/{pid}/annotators", headers=admin).json()
+    assert all(a["status"] == "active" for a in spare if a["id"] == aid)
