@@ -77,7 +77,7 @@ def _update_project(
     with db.session() as session:
         # One project's decisions are serialized: escalations must respect expert capacity.
         project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update()
+            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
         ).scalar_one_or_none()
         if project is None:
             return {}

@@ -151,7 +151,7 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
         # Routing of one project is serialized so that expert capacity is never overshot, and
         # the batch is read under that lock so that two runs of one job cannot both route it.
         project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update()
+            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
         ).scalar_one()
         items = list(
             session.execute(

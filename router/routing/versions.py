@@ -186,7 +186,7 @@ def _candidate(current: RoutingConfig, body: object) -> RoutingConfig:
 
 def _locked_project(session: Session, project_id: str) -> Project:
     project: Project | None = session.execute(
-        select(Project).where(col(Project.id) == project_id).with_for_update()
+        select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
     ).scalar_one_or_none()
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
