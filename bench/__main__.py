@@ -22,6 +22,8 @@ BENCHMARKS = {
     "calls": "bench.calls",
     "ingest": "bench.ingest",
     "kernel": "bench.kernel",
+    "memory": "bench.memory",
+    "ceilings": "bench.ceilings",
     "quality": "bench.quality",
 }
 """Name -> module; a module has NAME, add_arguments(parser) and run(args) -> dict."""
