@@ -63,16 +63,30 @@ def run(args: Any) -> dict[str, Any]:
             used1 = _used(redis)
             per_item = (used1 - used0) / n
             p = store.prefix(pid)
-            keys = {}
+            keys: dict[str, dict[str, Any]] = {}
             for key in sorted(k.decode() for k in redis.scan_iter(match=p + "*")):
                 usage = int(redis.memory_usage(key, samples=0) or 0)
-                enc = redis.object("encoding", key)
-                keys[key[len(p) :]] = {"bytes": usage, "encoding": _s(enc)}
+                enc = _s(redis.object("encoding", key))
+                # Bucketed hashes (free:<b>, leased:<b>) are summed under one name.
+                name = key[len(p) :].split(":")[0] if ":" in key[len(p) :] else key[len(p) :]
+                if name.startswith("q"):
+                    name = key[len(p) :]
+                entry = keys.setdefault(name, {"bytes": 0, "encoding": set(), "keys": 0})
+                entry["bytes"] += usage
+                entry["encoding"].add(enc)
+                entry["keys"] += 1
+            for entry in keys.values():
+                entry["encoding"] = ",".join(sorted(entry["encoding"]))
             key_total = sum(v["bytes"] for v in keys.values())
             rows.append(["Redis bytes per queued item (MEMORY USAGE)", f"{key_total / n:.0f}"])
             rows.append(["  (INFO used_memory delta, whole server)", f"{per_item:.0f}"])
             for name, v in keys.items():
-                rows.append([f"  key {name} ({v['encoding']})", f"{v['bytes'] / n:.0f} B/item"])
+                rows.append(
+                    [
+                        f"  {name}: {v['keys']} key(s), {v['encoding']}",
+                        f"{v['bytes'] / n:.0f} B/item",
+                    ]
+                )
             # Live leases: each adds a lease entry, its expiry and a seen-set member.
             annotators = [new_id() for _ in range(100)]
             before = _key_bytes(redis, p)
