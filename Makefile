@@ -37,6 +37,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix router workers tests bench
 
 bench: $(STAMP) ## benchmarks: print figures and write bench/results/*.json
+	$(BIN)/uv sync --frozen --extra dev --extra reference --extra bench --inexact --python $(BIN)/python
 	$(BIN)/python -m bench
 
 demo: $(STAMP) ## the main job: a simulated campaign over the real API, report against baselines

@@ -17,7 +17,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-BENCHMARKS = {"ingest": "bench.ingest", "quality": "bench.quality"}
+BENCHMARKS = {
+    "loop": "bench.loop",
+    "calls": "bench.calls",
+    "ingest": "bench.ingest",
+    "kernel": "bench.kernel",
+    "memory": "bench.memory",
+    "ceilings": "bench.ceilings",
+    "quality": "bench.quality",
+}
 """Name -> module; a module has NAME, add_arguments(parser) and run(args) -> dict."""
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -65,13 +65,13 @@ _WORDS = _VOCABULARY.split()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ingest")
-    group.add_argument("--items", type=int, default=10_000, help="items per run (10000)")
+    group.add_argument("--items", type=int, default=100_000, help="items per run (100000)")
     group.add_argument("--batch-size", type=int, default=1_000, help="items per request (1000)")
     group.add_argument("--clients", type=int, default=4, help="concurrent client threads (4)")
     group.add_argument(
         "--formats",
-        default=",".join(FORMATS),
-        help="request formats, comma-separated, NDJSON first (ndjson,json)",
+        default="ndjson",
+        help="request formats, comma-separated, NDJSON first (ndjson; json to compare)",
     )
     group.add_argument("--seed", type=int, default=20240601)
     group.add_argument(

@@ -79,8 +79,10 @@ def _update_project(
     decide_again: list[str] = []
     with db.session() as session:
         # One project's decisions are serialized: escalations must respect expert capacity.
+        # FOR NO KEY UPDATE: serializes these runs all the same, without blocking the
+        # foreign-key checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
         project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update()
+            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
         ).scalar_one_or_none()
         if project is None:
             return {}

@@ -69,8 +69,17 @@ class Database:
             self.engine = _sqlite_engine(url, echo=echo, immediate=True)
             self._read_engine = _sqlite_engine(url, echo=echo, immediate=False)
         else:
+            # No pool_pre_ping: it costs a round trip on every checkout (two per tasks/next).
+            # A connection the server dropped fails its first statement, is invalidated, and
+            # the request gets 503 "retry shortly" (`_unavailable_on_outage`); connections are
+            # recycled before PostgreSQL's or a proxy's idle timeouts would drop them.
             self.engine = create_engine(
-                url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20
+                url,
+                echo=echo,
+                pool_pre_ping=False,
+                pool_recycle=1800,
+                pool_size=10,
+                max_overflow=20,
             )
             self._read_engine = self.engine
         # A forked child must not use the parent's pooled connections (they belong to the

@@ -59,9 +59,15 @@ def submit_label(
     """
     with db.session() as session:
         assignment = load_assignment(session, principal, assignment_id, x_annotator)
-        existing = session.execute(
-            select(Label).where(col(Label.assignment_id) == assignment.id)
-        ).scalar_one_or_none()
+        # The label and the status "labeled" are written in one transaction, so only a
+        # labeled assignment can have one: the lookup is skipped on the hot path.
+        existing = (
+            session.execute(
+                select(Label).where(col(Label.assignment_id) == assignment.id)
+            ).scalar_one_or_none()
+            if assignment.status == "labeled"
+            else None
+        )
         if existing is not None:
             if _same(existing, body):
                 if before_commit is not None:
@@ -74,10 +80,12 @@ def submit_label(
             raise Conflict(msg)
         if assignment.status == "released":
             raise Conflict("this assignment was released; claim a new task to label this item")
-        project = session.get(Project, assignment.project_id)
-        item = session.get(Item, assignment.item_id)
-        assert project is not None
-        assert item is not None
+        # Project and item in one round trip.
+        project, item = session.execute(
+            select(Project, Item)
+            .join(Item, col(Item.project_id) == col(Project.id))
+            .where(col(Item.id) == assignment.item_id)
+        ).one()
         schema = LabelSchema.parse(project.label_schema)
         _validate(body, schema)
         outcome = store.consume(project.id, assignment.id, item.id, assignment.tier)

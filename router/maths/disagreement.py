@@ -15,7 +15,12 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from router.maths.uncertainty import UNCERTAINTY_MEASURES, as_probability_batch, shannon_entropy
+from router.maths.uncertainty import (
+    UNCERTAINTY_MEASURES,
+    as_probability_batch,
+    entropy_from,
+    shannon_entropy,
+)
 
 __all__ = [
     "DISAGREEMENT_MEASURES",
@@ -44,8 +49,13 @@ def committee_mean(P: npt.ArrayLike) -> NDArray[np.float64]:
         ``pbar`` of shape (N, K), the mean over the M models.
     """
     arr = _committee(P)
-    result: NDArray[np.float64] = arr.mean(axis=1)
-    return result
+    # Members added in order then divided, as arr.mean(axis=1) does (same values), without
+    # the strided reduction over the short model axis (about 2x faster).
+    total = arr[:, 0].copy()
+    for j in range(1, arr.shape[1]):
+        total += arr[:, j]
+    total /= arr.shape[1]
+    return total
 
 
 def vote_entropy(P: npt.ArrayLike) -> NDArray[np.float64]:
@@ -85,10 +95,19 @@ def jensen_shannon(P: npt.ArrayLike) -> NDArray[np.float64]:
         Scores of shape (N,) in [0, 1]; 0 when M == 1 or all models agree.
     """
     arr = _committee(P)
+    return _jensen_shannon(arr, None)
+
+
+def _jensen_shannon(
+    arr: NDArray[np.float64], h_pbar: NDArray[np.float64] | None
+) -> NDArray[np.float64]:
+    """`jensen_shannon` of a checked committee; ``h_pbar`` is H(committee mean) if known."""
     n, m, k = arr.shape
     if m == 1:
         return np.zeros(n, dtype=np.float64)
-    js = shannon_entropy(arr.mean(axis=1)) - shannon_entropy(arr).mean(axis=1)
+    if h_pbar is None:
+        h_pbar = shannon_entropy(arr.mean(axis=1))
+    js = h_pbar - shannon_entropy(arr).mean(axis=1)
     # By concavity of H the divergence is >= 0, but for identical members the two terms cancel
     # only up to rounding, which can leave a tiny negative value; clip it (and the upper end).
     result: NDArray[np.float64] = np.clip(js / math.log(k), 0.0, 1.0)
@@ -133,6 +152,10 @@ def score_committee(
         )
     arr = _committee(P)
     pbar = committee_mean(arr)
+    if uncertainty == "entropy" and disagreement == "jensen_shannon":
+        # The default pair: both need H(pbar); computed once (same values as apart).
+        h_pbar = shannon_entropy(pbar)
+        return pbar, entropy_from(h_pbar, arr.shape[2]), _jensen_shannon(arr, h_pbar)
     return (
         pbar,
         UNCERTAINTY_MEASURES[uncertainty](pbar),

@@ -17,11 +17,15 @@ __all__ = [
     "UNCERTAINTY_MEASURES",
     "as_probability_batch",
     "entropy",
+    "entropy_from",
     "index_array",
     "least_confidence",
     "margin",
     "shannon_entropy",
 ]
+
+
+_SMALLEST = np.finfo(np.float64).smallest_subnormal
 
 
 def as_probability_batch(p: npt.ArrayLike, ndim: int, name: str = "p") -> NDArray[np.float64]:
@@ -81,12 +85,16 @@ def shannon_entropy(p: npt.ArrayLike) -> NDArray[np.float64]:
         Array of shape ``(...)`` with ``-sum_k p_k log p_k``.
     """
     arr = np.asarray(p, dtype=np.float64)
-    positive = arr > 0
-    # 0 * log 0 = 0 by continuity. Taking the log of 1 where p is not positive keeps np.log from
-    # emitting divide-by-zero / invalid-value warnings, and the mask zeroes those terms.
-    logs = np.log(np.where(positive, arr, 1.0))
-    terms = np.where(positive, arr * logs, 0.0)
-    result: NDArray[np.float64] = -terms.sum(axis=-1)
+    # 0 * log 0 = 0 by continuity: p = 0 takes the log of the smallest subnormal instead (finite,
+    # so no divide-by-zero warning, and 0 * finite = 0); every positive p is at least that, so
+    # its term is exactly p log p. Negative or NaN p (never valid input) contribute 0.
+    terms = np.log(np.maximum(arr, _SMALLEST))
+    terms *= arr
+    invalid = ~(arr >= 0.0)
+    if invalid.any():
+        terms[invalid] = 0.0
+    # einsum sums the short class axis about 4x faster than .sum (same value to a few ulps).
+    result: NDArray[np.float64] = -np.einsum("...k->...", terms)
     return result
 
 
@@ -133,8 +141,13 @@ def entropy(pbar: npt.ArrayLike) -> NDArray[np.float64]:
         Scores of shape (N,) in [0, 1]; 1 for a uniform row, 0 for a one-hot row.
     """
     p = as_probability_batch(pbar, 2, "pbar")
+    return entropy_from(shannon_entropy(p), p.shape[1])
+
+
+def entropy_from(h: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    """`entropy` from the Shannon entropy ``h`` of each row, for callers that already have it."""
     # Clip: a uniform row can come out a few ulps above log K.
-    result: NDArray[np.float64] = np.clip(shannon_entropy(p) / np.log(p.shape[1]), 0.0, 1.0)
+    result: NDArray[np.float64] = np.clip(h / np.log(k), 0.0, 1.0)
     return result
 
 

@@ -8,8 +8,13 @@ this from it.
 Per project (keys share the hash tag ``{pid}``, so a project lives on one cluster slot):
 
 - ``q:<tier>``   sorted set, item -> priority: items that have free slots.
-- ``free``       hash, item -> labels still wanted that nobody holds a lease for.
-- ``leased``     hash, item -> live leases.
+- ``free:<b>``   hashes, item -> labels still wanted that nobody holds a lease for.
+- ``leased:<b>`` hashes, item -> live leases.
+
+``<b>`` is the item id's first two characters (4,096 buckets for the ids `new_id` makes): one
+big hash per project is a hashtable at about 75 bytes per field, while a bucket stays a compact
+listpack (hash-max-listpack-entries, 512 by default: up to about 2M items per project) at about
+20. With the sorted set that makes about 170 bytes per queued item instead of about 270.
 - ``leases``     sorted set, assignment -> lease expiry (ms since the epoch).
 - ``lease``      hash, assignment -> "item|annotator|tier|priority".
 - ``seen:<annotator>`` set of items ever assigned to that annotator (gold included).
@@ -25,8 +30,16 @@ from redis import Redis
 
 __all__ = ["AssignmentStore", "Claim", "LeaseOutcome", "ReapedLease"]
 
+# The hash bucket of an item's free and leased counts (see the module docstring).
+_BUCKETS = """
+local function fk(p, item) return p .. 'free:' .. string.sub(item, 1, 2) end
+local function lk(p, item) return p .. 'leased:' .. string.sub(item, 1, 2) end
+"""
+
 # Returns expired leases to their items (bounded), shared by the claim and reap scripts.
-_REAP = """
+_REAP = (
+    _BUCKETS
+    + """
 local function reap(p, now, limit)
   local out = {}
   local due = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'LIMIT', 0, limit)
@@ -36,11 +49,11 @@ local function reap(p, now, limit)
     redis.call('HDEL', p .. 'lease', aid)
     if info then
       local item, ann, tier, prio = string.match(info, '([^|]*)|([^|]*)|([^|]*)|([^|]*)')
-      if redis.call('HEXISTS', p .. 'leased', item) == 1 then
-        redis.call('HINCRBY', p .. 'leased', item, -1)
+      if redis.call('HEXISTS', lk(p, item), item) == 1 then
+        redis.call('HINCRBY', lk(p, item), item, -1)
       end
-      if redis.call('HEXISTS', p .. 'free', item) == 1 then
-        redis.call('HINCRBY', p .. 'free', item, 1)
+      if redis.call('HEXISTS', fk(p, item), item) == 1 then
+        redis.call('HINCRBY', fk(p, item), item, 1)
         redis.call('ZADD', p .. 'q:' .. tier, prio, item)
       end
       table.insert(out, aid)
@@ -50,6 +63,7 @@ local function reap(p, now, limit)
   return out
 end
 """
+)
 
 # KEYS: none (all keys derive from the project prefix ARGV[1]; one hash slot per project).
 # ARGV: prefix, now_ms, lease_ms, assignment_id, annotator_id, want_gold (0/1),
@@ -96,7 +110,7 @@ local function best_routed()
       for i = 1, #batch, 2 do
         local item = batch[i]
         if redis.call('SISMEMBER', seen, item) == 0 then
-          if tonumber(redis.call('HGET', p .. 'free', item) or '0') > 0 then
+          if tonumber(redis.call('HGET', fk(p, item), item) or '0') > 0 then
             return item, tier, batch[i + 1]
           end
         end
@@ -118,10 +132,10 @@ if gold_only then
   return {false, 'gold_exhausted', '0', reaped, exhausted}
 end
 if item then
-  if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
+  if redis.call('HINCRBY', fk(p, item), item, -1) <= 0 then
     redis.call('ZREM', p .. 'q:' .. tier, item)
   end
-  redis.call('HINCRBY', p .. 'leased', item, 1)
+  redis.call('HINCRBY', lk(p, item), item, 1)
   return lease(item, tier, prio)
 end
 return {false, '', '0', reaped, exhausted}
@@ -135,33 +149,38 @@ return {false, '', '0', reaped, exhausted}
 #         0: the slot went to someone else, the item moved to another tier or closed: the label
 #            does not count. (The item is on its tier's queue exactly while it has free slots
 #            there, so a lapsed crowd lease cannot take the slot of an item gone to an expert.)
-_CONSUME = """
+_CONSUME = (
+    _BUCKETS
+    + """
 local p, aid, item, tier = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('ZSCORE', p .. 'leases', aid) then
   redis.call('ZREM', p .. 'leases', aid)
   local info = redis.call('HGET', p .. 'lease', aid)
   redis.call('HDEL', p .. 'lease', aid)
   if info and not string.find(info, '|gold|', 1, true)
-     and redis.call('HEXISTS', p .. 'leased', item) == 1 then
-    redis.call('HINCRBY', p .. 'leased', item, -1)
+     and redis.call('HEXISTS', lk(p, item), item) == 1 then
+    redis.call('HINCRBY', lk(p, item), item, -1)
   end
   return 1
 end
 if tier == 'gold' then return 2 end
 local q = p .. 'q:' .. tier
 if not redis.call('ZSCORE', q, item) then return 0 end
-local free = tonumber(redis.call('HGET', p .. 'free', item) or '0')
+local free = tonumber(redis.call('HGET', fk(p, item), item) or '0')
 if free > 0 then
-  if redis.call('HINCRBY', p .. 'free', item, -1) <= 0 then
+  if redis.call('HINCRBY', fk(p, item), item, -1) <= 0 then
     redis.call('ZREM', q, item)
   end
   return 2
 end
 return 0
 """
+)
 
 # ARGV: prefix, assignment_id. Returns 1 if a live lease was given back.
-_RELEASE = """
+_RELEASE = (
+    _BUCKETS
+    + """
 local p, aid = ARGV[1], ARGV[2]
 local info = redis.call('HGET', p .. 'lease', aid)
 if not redis.call('ZSCORE', p .. 'leases', aid) or not info then return 0 end
@@ -169,30 +188,33 @@ redis.call('ZREM', p .. 'leases', aid)
 redis.call('HDEL', p .. 'lease', aid)
 local item, ann, tier, prio = string.match(info, '([^|]*)|([^|]*)|([^|]*)|([^|]*)')
 if tier ~= 'gold' then
-  if redis.call('HEXISTS', p .. 'leased', item) == 1 then
-    redis.call('HINCRBY', p .. 'leased', item, -1)
+  if redis.call('HEXISTS', lk(p, item), item) == 1 then
+    redis.call('HINCRBY', lk(p, item), item, -1)
   end
-  if redis.call('HEXISTS', p .. 'free', item) == 1 then
-    redis.call('HINCRBY', p .. 'free', item, 1)
+  if redis.call('HEXISTS', fk(p, item), item) == 1 then
+    redis.call('HINCRBY', fk(p, item), item, 1)
     redis.call('ZADD', p .. 'q:' .. tier, prio, item)
   end
 end
 return 1
 """
+)
 
 # ARGV: prefix, now_ms, limit
 _REAP_SCRIPT = _REAP + "\nreturn reap(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
 
 # Opens (or re-targets) an item: `wanted` labels still missing from its tier, minus live leases.
 # ARGV: prefix, item, tier, priority, wanted
-_OPEN = """
+_OPEN = (
+    _BUCKETS
+    + """
 local p, item, tier, prio, wanted = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local leased = tonumber(redis.call('HGET', p .. 'leased', item) or '0')
+local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
 local free = wanted - leased
 if free < 0 then free = 0 end
-redis.call('HSET', p .. 'free', item, free)
-if redis.call('HEXISTS', p .. 'leased', item) == 0 then
-  redis.call('HSET', p .. 'leased', item, 0)
+redis.call('HSET', fk(p, item), item, free)
+if redis.call('HEXISTS', lk(p, item), item) == 0 then
+  redis.call('HSET', lk(p, item), item, 0)
 end
 for _, t in ipairs({'crowd', 'expert'}) do
   if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
@@ -204,27 +226,64 @@ else
 end
 return free
 """
+)
+
+# `_OPEN` for many items in one call. ARGV: prefix, then item, tier, priority, wanted per item.
+# One call per chunk instead of one per item: the in-process fakeredis spends most of a call
+# setting up its Lua runtime, and a real Redis saves the per-call overhead.
+_OPEN_MANY = (
+    _BUCKETS
+    + """
+local p = ARGV[1]
+for j = 2, #ARGV, 4 do
+  local item, tier, prio, wanted = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
+  local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
+  local free = wanted - leased
+  if free < 0 then free = 0 end
+  redis.call('HSET', fk(p, item), item, free)
+  if redis.call('HEXISTS', lk(p, item), item) == 0 then
+    redis.call('HSET', lk(p, item), item, 0)
+  end
+  for _, t in ipairs({'crowd', 'expert'}) do
+    if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
+  end
+  if free > 0 then
+    redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+  else
+    redis.call('ZREM', p .. 'q:' .. tier, item)
+  end
+end
+return 1
+"""
+)
+_OPEN_CHUNK = 500
 
 # ARGV: prefix, item, tier, priority. A counted label was not stored after all: free its slot.
-_RETURN = """
+_RETURN = (
+    _BUCKETS
+    + """
 local p, item, tier, prio = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if redis.call('HEXISTS', p .. 'free', item) == 1 then
-  redis.call('HINCRBY', p .. 'free', item, 1)
+if redis.call('HEXISTS', fk(p, item), item) == 1 then
+  redis.call('HINCRBY', fk(p, item), item, 1)
   redis.call('ZADD', p .. 'q:' .. tier, prio, item)
   return 1
 end
 return 0
 """
+)
 
 # ARGV: prefix, item. The item is settled: no more claims.
-_CLOSE = """
+_CLOSE = (
+    _BUCKETS
+    + """
 local p, item = ARGV[1], ARGV[2]
 redis.call('ZREM', p .. 'q:crowd', item)
 redis.call('ZREM', p .. 'q:expert', item)
-redis.call('HDEL', p .. 'free', item)
-redis.call('HDEL', p .. 'leased', item)
+redis.call('HDEL', fk(p, item), item)
+redis.call('HDEL', lk(p, item), item)
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +312,11 @@ class LeaseOutcome:
     """The lease had lapsed and been returned, but its slot was still free."""
 
 
+def _bucket(key_prefix: str, item_id: str) -> str:
+    """The free/leased hash holding `item_id` (the scripts' fk/lk)."""
+    return key_prefix + item_id[:2]
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -269,6 +333,7 @@ class AssignmentStore:
         "_close",
         "_consume",
         "_open",
+        "_open_many",
         "_reap",
         "_release",
         "_return",
@@ -282,6 +347,7 @@ class AssignmentStore:
         self._release = redis.register_script(_RELEASE)
         self._reap = redis.register_script(_REAP_SCRIPT)
         self._open = redis.register_script(_OPEN)
+        self._open_many = redis.register_script(_OPEN_MANY)
         self._close = redis.register_script(_CLOSE)
         self._return = redis.register_script(_RETURN)
 
@@ -383,24 +449,45 @@ class AssignmentStore:
         pipe.zadd(p + "leases", {assignment_id: expires_ms})
         pipe.hset(p + "lease", assignment_id, f"{item_id}|{annotator_id}|{tier}|{priority!r}")
         if tier != "gold":
-            pipe.hincrby(p + "leased", item_id, 1)
+            pipe.hincrby(_bucket(p + "leased:", item_id), item_id, 1)
         pipe.execute()
 
     def live_leases(self, project_id: str, item_ids: Sequence[str]) -> list[int]:
         if not item_ids:
             return []
-        values = self.redis.hmget(self.prefix(project_id) + "leased", list(item_ids))
-        return [int(v) if v is not None else 0 for v in values]
+        p = self.prefix(project_id) + "leased:"
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id in item_ids:
+            pipe.hget(_bucket(p, item_id), item_id)
+        return [int(v) if v is not None else 0 for v in pipe.execute()]
+
+    def slots(self, project_id: str, item_id: str) -> tuple[int | None, int | None]:
+        """(free, leased) counts of an item as Redis holds them; None where absent."""
+        p = self.prefix(project_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(_bucket(p + "free:", item_id), item_id)
+        pipe.hget(_bucket(p + "leased:", item_id), item_id)
+        free, leased = pipe.execute()
+        return (
+            int(free) if free is not None else None,
+            int(leased) if leased is not None else None,
+        )
 
     def open_items(self, project_id: str, entries: Iterable[tuple[str, str, float, int]]) -> None:
         """`open_item` for many (item, tier, priority, wanted) at once, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         p = self.prefix(project_id)
-        n = 0
+        args: list[str | int] = [p]
+        calls = 0
         for item_id, tier, priority, wanted in entries:
-            self._open(args=[p, item_id, tier, repr(float(priority)), wanted], client=pipe)
-            n += 1
-        if n:
+            args += [item_id, tier, repr(float(priority)), wanted]
+            if len(args) > 4 * _OPEN_CHUNK:
+                self._open_many(args=args, client=pipe)
+                args, calls = [p], calls + 1
+        if len(args) > 1:
+            self._open_many(args=args, client=pipe)
+            calls += 1
+        if calls:
             pipe.execute()
 
     def queue_key(self, project_id: str, tier: str) -> str:

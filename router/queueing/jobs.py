@@ -54,8 +54,13 @@ class JobQueue:
         Labels can arrive far faster than one job per label could keep up with, so labels only
         add the item to a pending set, and a job is enqueued only when none is scheduled.
         """
-        self.redis.sadd(_CONSENSUS_PENDING, f"{project_id}:{item_id}")
-        if self.redis.set(_CONSENSUS_SCHEDULED, "1", nx=True, ex=self.timeout_s):
+        # One round trip for both (not a transaction: a mark added after a running job's
+        # last SPOP is caught by its finish_consensus_run, as before).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(_CONSENSUS_PENDING, f"{project_id}:{item_id}")
+        pipe.set(_CONSENSUS_SCHEDULED, "1", nx=True, ex=self.timeout_s)
+        _added, scheduled = pipe.execute()
+        if scheduled:
             self.queue.enqueue(
                 _CONSENSUS_JOB,
                 job_timeout=self.timeout_s,

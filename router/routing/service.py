@@ -152,8 +152,10 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
             return {"batch_id": batch_id, "routed": 0}
         # Routing of one project is serialized so that expert capacity is never overshot, and
         # the batch is read under that lock so that two runs of one job cannot both route it.
+        # FOR NO KEY UPDATE: serializes these runs all the same, without blocking the
+        # foreign-key checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
         project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update()
+            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
         ).scalar_one()
         items = list(
             session.execute(

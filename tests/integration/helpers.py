@@ -326,10 +326,8 @@ def annotators_by_external_id(
 
 def redis_slots(runtime: Runtime, project_id: str, item_id: str) -> tuple[int, int]:
     """(free, leased) label slots of an item in Redis (0 where absent)."""
-    p = runtime.assignments.prefix(project_id)
-    free = runtime.redis.hget(p + "free", item_id)
-    leased = runtime.redis.hget(p + "leased", item_id)
-    return int(free or 0), int(leased or 0)  # type: ignore[arg-type]
+    free, leased = runtime.assignments.slots(project_id, item_id)
+    return free or 0, leased or 0
 
 
 class Clock:

@@ -122,8 +122,8 @@ def test_simultaneous_claimers_never_overfill_an_item(client, admin, jobs, runti
         have = labels.get(iid, 0)
         assert n_labels[iid] == have
         assert have + leased[iid] <= LABELS_NEEDED, f"item {iid} overfilled"
-        free = int(runtime.redis.hget(p + "free", iid) or 0)
-        live = int(runtime.redis.hget(p + "leased", iid) or 0)
+        free_slots, live_leases = runtime.assignments.slots(pid, iid)
+        free, live = free_slots or 0, live_leases or 0
         # Redis agrees with the database: every slot is labeled, held, or free to claim.
         assert live == leased[iid], f"live leases of {iid}: Redis {live}, database {leased[iid]}"
         assert have + live + free == LABELS_NEEDED, f"slots of {iid} lost or invented"
@@ -197,6 +197,5 @@ def test_the_same_label_sent_many_times_at_once_is_stored_once(client, admin, jo
     assert count == 1
     assert row is not None
     assert row.n_labels == 1
-    p = runtime.assignments.prefix(project["id"])
-    assert int(runtime.redis.hget(p + "free", task["item_id"]) or 0) == 2
-    assert int(runtime.redis.hget(p + "leased", task["item_id"]) or 0) == 0
+    free, leased = runtime.assignments.slots(project["id"], task["item_id"])
+    assert (free or 0, leased or 0) == (2, 0)

@@ -254,10 +254,8 @@ def test_labels_of_settled_items_leave_no_live_slots(client, admin, jobs, runtim
         for _ in iids:
             label(client, claim(client, project, ann), ann, "dog")
     jobs()
-    p = runtime.assignments.prefix(project["id"])
     for iid in iids:
-        assert runtime.redis.hget(p + "free", iid) is None
-        assert runtime.redis.hget(p + "leased", iid) is None
+        assert runtime.assignments.slots(project["id"], iid) == (None, None)
     assert runtime.assignments.depths(project["id"]) == {"crowd": 0, "expert": 0}
     with runtime.db.read() as session:
         statuses = set(

@@ -569,7 +569,7 @@ def test_reroute_to_auto_settles_items_and_closes_them(client, admin, jobs, runt
         assert view["consensus"]["label"] == "cat"  # argmax of the model's prediction
         assert view["settled_at"] is not None
         assert "auto-accepted" in view["routing_reason"]
-        free = runtime.redis.hget(runtime.assignments.prefix(project["id"]) + "free", ids[ext])
+        free, _leased = runtime.assignments.slots(project["id"], ids[ext])
         assert free is None
     assert _queue_members(runtime, project, "crowd") == {ids["a"]}  # a still wants 2 labels
     assert get_item(client, project, ids["a"])["tier"] == "crowd"

@@ -1,0 +1,190 @@
+"""Calls per request: SQL statements, connection checkouts and Redis commands of one tasks/next
+and one label, counted in-process (Litestar test client) on the embedded default, and on
+PostgreSQL + Redis when ROUTER_BENCH_DATABASE_URL / ROUTER_BENCH_REDIS_URL are set.
+
+Counts do not depend on how busy the machine is, so they show what an optimization removed
+where timings on a shared machine cannot. Each request is counted after a first, warm loop
+(the auth cache and the routing-config cache are then warm, as they are under load); the
+median over a few loops is reported. A Redis pipeline counts as one command (one round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.stack import production_urls, reset_production
+
+NAME = "calls"
+ROUNDS = 5
+KINDS = ("sql", "checkout", "redis")
+CLASSES = ["billing", "technical", "account", "sales", "other"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument_group("calls")
+
+
+@contextmanager
+def _client(shape: str) -> Iterator[Any]:
+    from litestar.testing import TestClient
+
+    from router.app import create_app
+    from router.settings import get_settings
+
+    urls = production_urls()
+    saved = {k: v for k, v in os.environ.items() if k.startswith("ROUTER_")}
+    with tempfile.TemporaryDirectory(prefix="labelrouter-calls-") as var:
+        for k in saved:
+            del os.environ[k]
+        os.environ.update(ROUTER_VAR_DIR=var, ROUTER_ADMIN_KEY="lr_calls_admin_key_0123456789")
+        if shape == "production":
+            assert urls is not None
+            reset_production(*urls)
+            os.environ.update(ROUTER_DATABASE_URL=urls[0], ROUTER_REDIS_URL=urls[1])
+            from router.db.database import Database
+            from router.db.migrate import upgrade
+
+            db = Database(urls[0])
+            upgrade(db)
+            db.dispose()
+        get_settings.cache_clear()
+        try:
+            with TestClient(create_app(get_settings())) as client:
+                yield client
+        finally:
+            get_settings.cache_clear()
+            for k in [k for k in os.environ if k.startswith("ROUTER_")]:
+                del os.environ[k]
+            os.environ.update(saved)
+
+
+def _count(shape: str) -> dict[str, dict[str, int]]:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from sqlalchemy import event
+
+    with _client(shape) as client:
+        rt = client.app.state.runtime
+        admin = {"Authorization": "Bearer lr_calls_admin_key_0123456789"}
+        pid = client.post(
+            "/v1/projects",
+            json={
+                "name": "calls",
+                "label_schema": {"kind": "categorical", "classes": CLASSES},
+                "rubric_version": "r1",
+            },
+            headers=admin,
+        ).json()["id"]
+        ann = client.post(
+            f"/v1/projects/{pid}/annotators",
+            json={"external_id": "a1", "tier": "crowd"},
+            headers=admin,
+        ).json()
+        key = {"Authorization": f"Bearer {ann['api_key']}"}
+        lines = b"\n".join(
+            b'{"external_id": "c-%d", "payload": {"text": "x"}}' % i for i in range(10)
+        )
+        resp = client.post(
+            f"/v1/projects/{pid}/items",
+            content=lines + b"\n",
+            headers={**admin, "Content-Type": "application/x-ndjson"},
+        )
+        assert resp.status_code == 202, resp.text
+        from workers.worker import run_worker
+
+        run_worker(rt, burst=True)
+        counts: Counter[str] = Counter()
+        engines = {id(rt.db.engine): rt.db.engine}
+        engines[id(rt.db._read_engine)] = rt.db._read_engine
+
+        def on_sql(*_a: Any, **_k: Any) -> None:
+            counts["sql"] += 1
+
+        def on_checkout(*_a: Any, **_k: Any) -> None:
+            counts["checkout"] += 1
+
+        for engine in engines.values():
+            event.listen(engine, "before_cursor_execute", on_sql)
+            event.listen(engine.pool, "checkout", on_checkout)
+        original = rt.redis.execute_command
+
+        def redis_command(*args: Any, **kwargs: Any) -> Any:
+            counts["redis"] += 1
+            return original(*args, **kwargs)
+
+        rt.redis.execute_command = redis_command
+        original_pipeline = rt.redis.pipeline
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = original_pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            def counted(*a: Any, **k: Any) -> Any:
+                counts["redis"] += 1  # one round trip however many commands it carries
+                return execute(*a, **k)
+
+            pipe.execute = counted
+            return pipe
+
+        rt.redis.pipeline = pipeline
+        samples: dict[str, list[Counter[str]]] = {"tasks/next": [], "label": []}
+        for _ in range(ROUNDS + 1):
+            counts.clear()
+            resp = client.post(f"/v1/projects/{pid}/tasks/next", headers=key)
+            assert resp.status_code == 200, resp.text
+            nxt = Counter(counts)
+            counts.clear()
+            resp = client.post(
+                f"/v1/assignments/{resp.json()['assignment_id']}/label",
+                json={"label": "sales"},
+                headers=key,
+            )
+            assert resp.status_code == 201, resp.text
+            samples["tasks/next"].append(Counter(nxt))
+            samples["label"].append(Counter(counts))
+        rt.redis.execute_command = original
+        rt.redis.pipeline = original_pipeline
+        # The median over rounds: a claim sometimes also records that gold ran out.
+        out = {
+            call: {k: int(statistics.median(c[k] for c in cs)) for k in KINDS}
+            for call, cs in samples.items()
+        }
+        for engine in engines.values():
+            event.remove(engine, "before_cursor_execute", on_sql)
+            event.remove(engine.pool, "checkout", on_checkout)
+        return out
+
+
+def run(args: Any) -> dict[str, Any]:
+    shapes = ["embedded"] + (["production"] if production_urls() else [])
+    rows, runs = [], {}
+    for shape in shapes:
+        counts = _count(shape)
+        runs[shape] = counts
+        for call, c in counts.items():
+            rows.append(
+                [
+                    f"{shape} {call}",
+                    str(c.get("sql", 0)),
+                    str(c.get("checkout", 0)),
+                    str(c.get("redis", 0)),
+                ]
+            )
+    return {
+        "name": NAME,
+        "columns": ["request", "SQL statements", "connection checkouts", "Redis commands"],
+        "rows": rows,
+        "notes": [
+            "statements include BEGIN/COMMIT issued as SQL; with pool_pre_ping every checkout "
+            "also costs a round trip"
+        ],
+        "runs": runs,
+    }
