@@ -22,6 +22,8 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 5.0
+_RESCUE_INTERVAL_S = 2.0
+"""Abandoned jobs are found within LIVENESS_S (router.queueing.jobs) plus this."""
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class Scheduler:
             _Pass("reconcile", jobs.reconcile, interval_s),
             _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
             _Pass("retries", jobs.promote_retries, 1.0),
+            _Pass("rescue", jobs.rescue_jobs, _RESCUE_INTERVAL_S),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,8 +1,8 @@
 """Updating items after labels arrive: posterior, then done, one more label, or an expert.
 
 The maths (posteriors) and the decision (`router.routing.settle`) are pure; this module reads
-what they need from the database, writes their outcome in one transaction, then opens or
-closes the items' slots in Redis.
+what they need from the database, opens or closes the items' slots in Redis and commits the
+outcome in one transaction.
 """
 
 from __future__ import annotations
@@ -88,10 +88,15 @@ def _update_project(
                 select(Item).where(
                     col(Item.id).in_(item_ids),
                     col(Item.is_gold).is_(False),
-                    col(Item.status) == "routed",
+                    col(Item.status).in_(("routed", "done")),
                 )
             ).scalars()
         )
+        # A settled item is closed again: a run that died after settling it may not have.
+        for it in items:
+            if it.status == "done":
+                store.close_item(project_id, it.id)
+        items = [it for it in items if it.status == "routed"]
         if not items:
             return {}
         ids = [it.id for it in items]
@@ -152,11 +157,14 @@ def _update_project(
                     # as no new label will come to trigger it.
                     decide_again.append(item.id)
             session.add(item)
-    for op, item_id, tier, priority, wanted in redis_ops:
-        if op == "close":
-            store.close_item(project_id, item_id)
-        else:
-            store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
+        # Redis follows the decision before the commit: if the commit fails or the worker dies,
+        # the marks are still pending and a rerun decides the same again, while the other
+        # order could leave a settled item on its queue or a raised target without its slot.
+        for op, item_id, tier, priority, wanted in redis_ops:
+            if op == "close":
+                store.close_item(project_id, item_id)
+            else:
+                store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
     if decide_again:
         for action, n in _update_project(db, store, project_id, decide_again).items():
             counts[action] = counts.get(action, 0) + n

@@ -2,8 +2,8 @@
 
 Every change that must be atomic is one Lua script, so that under any number of simultaneous
 claims no item holds more live leases than labels it still needs and no annotator receives the
-same item twice. The database stays the source of truth; `rebuild_project` recreates all of
-this from it.
+same item twice. The database stays the source of truth; the reconciler recreates all of
+this from it (`replace_state`).
 
 Per project (keys share the hash tag ``{pid}``, so a project lives on one cluster slot):
 
@@ -351,24 +351,48 @@ class AssignmentStore:
         if ids:
             self.redis.sadd(self.prefix(project_id) + f"seen:{annotator_id}", *ids)
 
-    def restore_lease(
+    def replace_state(
         self,
         project_id: str,
         *,
-        assignment_id: str,
-        item_id: str,
-        annotator_id: str,
-        tier: str,
-        priority: float,
-        expires_ms: int,
+        gold: Sequence[str],
+        leases: Sequence[tuple[str, str, str, str, float, int]],
+        items: Sequence[tuple[str, str, float, int, int]],
     ) -> None:
-        """Put back a live lease recorded in the database (rebuild after Redis lost its data)."""
+        """Replace the project's queues, slots, leases and gold pool in one MULTI.
+
+        `leases` are (assignment, item, annotator, tier, priority, expiry ms); `items` are the
+        open items as (item, tier, priority, labels still wanted, live leases). Seen sets are
+        only added to (`mark_seen`): an annotator never gets again what they once had.
+        """
         p = self.prefix(project_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(p + "leases", {assignment_id: expires_ms})
-        pipe.hset(p + "lease", assignment_id, f"{item_id}|{annotator_id}|{tier}|{priority!r}")
-        if tier != "gold":
-            pipe.hincrby(p + "leased", item_id, 1)
+        pipe.delete(*(p + k for k in ("q:crowd", "q:expert", "free", "leased", "leases", "lease")))
+        pipe.delete(p + "gold")
+        if gold:
+            pipe.sadd(p + "gold", *gold)
+        if leases:
+            pipe.zadd(p + "leases", {aid: expires for aid, _, _, _, _, expires in leases})
+            pipe.hset(
+                p + "lease",
+                mapping={
+                    aid: f"{item}|{ann}|{tier}|{prio!r}" for aid, item, ann, tier, prio, _ in leases
+                },
+            )
+        queues: dict[str, dict[str, float]] = {"crowd": {}, "expert": {}}
+        free: dict[str, int] = {}
+        leased: dict[str, int] = {}
+        for item_id, tier, priority, wanted, live in items:
+            free[item_id] = max(0, wanted - live)
+            leased[item_id] = live
+            if free[item_id] > 0:
+                queues.setdefault(tier, {})[item_id] = float(priority)
+        if free:
+            pipe.hset(p + "free", mapping=free)  # type: ignore[arg-type]
+            pipe.hset(p + "leased", mapping=leased)  # type: ignore[arg-type]
+        for tier, members in queues.items():
+            if members:
+                pipe.zadd(p + "q:" + tier, members)
         pipe.execute()
 
     def live_leases(self, project_id: str, item_ids: Sequence[str]) -> list[int]:
