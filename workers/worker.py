@@ -78,8 +78,12 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
     """Run an RQ worker process on the service's queue until stopped (or, with burst, empty).
 
     Jobs are short and run in this process (no fork per job): a forked work horse would share
-    the parent's database connections, which PostgreSQL connections do not survive.
+    the parent's database connections, which PostgreSQL connections do not survive. The job
+    functions are imported before the worker registers, so that a (re)started worker does not
+    spend its first job importing the maths.
     """
+    import workers.jobs  # noqa: F401
+
     worker = CountingWorker(
         [runtime.jobs.queue],
         connection=runtime.redis,

@@ -1,8 +1,8 @@
 """Updating items after labels arrive: posterior, then done, one more label, or an expert.
 
 The maths (posteriors) and the decision (`router.routing.settle`) are pure; this module reads
-what they need from the database, opens or closes the items' slots in Redis and commits the
-outcome in one transaction.
+what they need from the database, opens the slots of items that want more labels in Redis,
+commits the outcome in one transaction, then closes the settled items in Redis.
 """
 
 from __future__ import annotations
@@ -157,14 +157,16 @@ def _update_project(
                     # as no new label will come to trigger it.
                     decide_again.append(item.id)
             session.add(item)
-        # Redis follows the decision before the commit: if the commit fails or the worker dies,
-        # the marks are still pending and a rerun decides the same again, while the other
-        # order could leave a settled item on its queue or a raised target without its slot.
+        # New slots open before the commit: if the commit fails or the worker dies, the marks
+        # are still pending and a rerun decides again, where after it a rerun would see its
+        # target met ("wait") and never open them. Settled items close after the commit (a
+        # closed item is never reopened); a rerun closes those a dead run left open.
         for op, item_id, tier, priority, wanted in redis_ops:
-            if op == "close":
-                store.close_item(project_id, item_id)
-            else:
+            if op == "open":
                 store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
+    for op, item_id, *_ in redis_ops:
+        if op == "close":
+            store.close_item(project_id, item_id)
     if decide_again:
         for action, n in _update_project(db, store, project_id, decide_again).items():
             counts[action] = counts.get(action, 0) + n

@@ -14,6 +14,7 @@ Per project (keys share the hash tag ``{pid}``, so a project lives on one cluste
 - ``lease``      hash, assignment -> "item|annotator|tier|priority".
 - ``seen:<annotator>`` set of items ever assigned to that annotator (gold included).
 - ``gold``       set of the project's gold items.
+- ``closed``     set of settled items: never opened again (a late repair must not revive one).
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ _REAP_SCRIPT = _REAP + "\nreturn reap(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[
 # ARGV: prefix, item, tier, priority, wanted
 _OPEN = """
 local p, item, tier, prio, wanted = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if redis.call('SISMEMBER', p .. 'closed', item) == 1 then return -1 end
 local leased = tonumber(redis.call('HGET', p .. 'leased', item) or '0')
 local free = wanted - leased
 if free < 0 then free = 0 end
@@ -204,6 +206,7 @@ return 0
 # ARGV: prefix, item. The item is settled: no more claims.
 _CLOSE = """
 local p, item = ARGV[1], ARGV[2]
+redis.call('SADD', p .. 'closed', item)
 redis.call('ZREM', p .. 'q:crowd', item)
 redis.call('ZREM', p .. 'q:expert', item)
 redis.call('HDEL', p .. 'free', item)
@@ -320,7 +323,8 @@ class AssignmentStore:
     def open_item(
         self, project_id: str, item_id: str, *, tier: str, priority: float, wanted: int
     ) -> int:
-        """Make `wanted` more labels claimable (minus live leases); returns the free slots."""
+        """Make `wanted` more labels claimable (minus live leases); returns the free slots
+        (-1 for a settled item, which is never opened again)."""
         args: list[str | int] = [
             self.prefix(project_id),
             item_id,
@@ -358,19 +362,23 @@ class AssignmentStore:
         gold: Sequence[str],
         leases: Sequence[tuple[str, str, str, str, float, int]],
         items: Sequence[tuple[str, str, float, int, int]],
+        closed: Sequence[str],
     ) -> None:
         """Replace the project's queues, slots, leases and gold pool in one MULTI.
 
         `leases` are (assignment, item, annotator, tier, priority, expiry ms); `items` are the
-        open items as (item, tier, priority, labels still wanted, live leases). Seen sets are
+        open items as (item, tier, priority, labels still wanted, live leases); `closed` the
+        settled ones. Seen sets are
         only added to (`mark_seen`): an annotator never gets again what they once had.
         """
         p = self.prefix(project_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*(p + k for k in ("q:crowd", "q:expert", "free", "leased", "leases", "lease")))
-        pipe.delete(p + "gold")
+        pipe.delete(p + "gold", p + "closed")
         if gold:
             pipe.sadd(p + "gold", *gold)
+        for start in range(0, len(closed), 10_000):
+            pipe.sadd(p + "closed", *closed[start : start + 10_000])
         if leases:
             pipe.zadd(p + "leases", {aid: expires for aid, _, _, _, _, expires in leases})
             pipe.hset(

@@ -32,7 +32,7 @@ __all__ = ["LIVENESS_S", "QUEUE_NAME", "ConsensusMark", "JobQueue"]
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "labelrouter"
-LIVENESS_S = 15
+LIVENESS_S = 10
 """A running job whose worker has not refreshed its heartbeat for this long is abandoned."""
 MAX_RESCUES = 20
 """A job abandoned this many times (it kills its worker?) is failed instead of run again."""

@@ -152,6 +152,13 @@ def _rebuild(
     for (project_id, annotator_id), items in seen.items():
         store.mark_seen(project_id, annotator_id, items)
     opened, stuck = _open_entries(session, None, settled_before, None)
+    closed: dict[str, list[str]] = defaultdict(list)
+    for project_id, item_id in session.execute(
+        select(col(Item.project_id), col(Item.id)).where(
+            col(Item.status) == "done", col(Item.is_gold).is_(False)
+        )
+    ):
+        closed[project_id].append(item_id)
     project_ids = set(session.execute(select(col(Project.id))).scalars())
     for project_id in project_ids:
         store.replace_state(
@@ -162,6 +169,7 @@ def _rebuild(
                 (item_id, tier, priority, wanted, leased.get((project_id, item_id), 0))
                 for item_id, tier, priority, wanted in opened.get(project_id, [])
             ],
+            closed=closed.get(project_id, []),
         )
     return sum(len(v) for v in opened.values()), stuck
 
