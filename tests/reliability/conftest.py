@@ -241,6 +241,8 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and reset the open ones: the database is 'down'."""
         assert self._listener is not None
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept() (Linux)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._listener = None
         with self._lock:
