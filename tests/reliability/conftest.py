@@ -110,8 +110,11 @@ class Processes:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
         self._n = 0
+        self._closed = False
 
     def start(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        if self._closed:  # a thread still running after the test must not leave a process
+            raise RuntimeError("the test has ended: no more processes")
         self._n += 1
         log = open(self.log_dir / f"{args[0]}-{self._n}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -126,6 +129,7 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
+        self._closed = True
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
