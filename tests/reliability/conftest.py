@@ -123,6 +123,7 @@ class Processes:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: RQ forks a scheduler child
         )
         log.close()
         self.procs.append(proc)
@@ -131,10 +132,15 @@ class Processes:
     def stop_all(self) -> None:
         self._closed = True
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+            kill_group(proc.pid)
         for proc in self.procs:
             proc.wait(10)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a started process and whatever it forked (its process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture(name="processes")

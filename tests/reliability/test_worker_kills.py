@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import statistics
 import threading
 import time
@@ -31,7 +30,7 @@ from sqlmodel import col
 from router.db.models import Item
 from router.runtime import Runtime
 from tests.conftest import auth
-from tests.reliability.conftest import ApiServer, Processes, service_env, wait_for
+from tests.reliability.conftest import ApiServer, Processes, kill_group, service_env, wait_for
 from tests.reliability.helpers import (
     CLASSES,
     check_labels,
@@ -174,7 +173,7 @@ def _kill_workers(
             if victim is None:
                 time.sleep(0.01)
         pid, job_id = victim if victim else (rng.choice(sorted(up)), None)
-        os.kill(pid, signal.SIGKILL)
+        kill_group(pid)
         run.kills.append((time.monotonic(), job_id))
         if job_id:
             threading.Thread(
