@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq import get_current_job
+
 from router.consensus.service import update_items
 from router.idempotency.store import purge_expired
 from router.readouts.snapshots import take_snapshots
 from router.routing.reconcile import reconcile as reconcile_queues
+from router.routing.reconcile import reopen_batch
 from router.routing.service import route_batch
 from router.routing.versions import reroute_project as reroute_project_items
 from router.runtime import get_runtime
@@ -21,6 +24,7 @@ __all__ = [
     "reap_leases",
     "reconcile",
     "reroute_project",
+    "rescue_jobs",
     "schedule_webhooks",
     "score_batch",
     "snapshot_projects",
@@ -31,9 +35,16 @@ _CONSENSUS_BATCH = 500
 
 
 def score_batch(batch_id: str) -> dict[str, Any]:
-    """Score and route the still-queued items of one ingest batch."""
+    """Score and route the still-queued items of one ingest batch.
+
+    Run again after its worker died, it finds nothing queued and puts the batch's routed
+    items back on their queues instead (the death may have come between commit and push).
+    """
     rt = get_runtime()
-    return route_batch(rt.db, rt.assignments, batch_id)
+    result = route_batch(rt.db, rt.assignments, batch_id)
+    if not result["routed"]:
+        result["reopened"] = reopen_batch(rt.db, rt.jobs, rt.assignments, batch_id)
+    return result
 
 
 def reroute_project(project_id: str, version: int) -> dict[str, Any]:
@@ -52,21 +63,27 @@ def reconcile() -> dict[str, Any]:
         rt.assignments,
         grace_s=s.reconcile_grace_s,
         recent_s=max(600.0, 4 * s.reconcile_interval_s),
-        started_grace_s=float(s.job_timeout_s) + 60.0,
     )
 
 
 def update_consensus() -> dict[str, int]:
-    """Drain the pending consensus marks in batches until none is left."""
+    """Drain the pending consensus marks in batches until none is left.
+
+    Marks are acknowledged only after their update committed: a run that dies leaves them
+    for the next run, and running an update twice changes nothing the second time.
+    """
     rt = get_runtime()
+    job = get_current_job()
     totals: dict[str, int] = {}
     while True:
-        refs = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
-        if refs:
+        marks = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
+        if marks:
+            refs = [(m.project_id, m.item_id) for m in marks]
             for action, n in update_items(rt.db, rt.assignments, refs).items():
                 totals[action] = totals.get(action, 0) + n
+            rt.jobs.ack_consensus_marks(marks)
             continue
-        if not rt.jobs.finish_consensus_run():
+        if not rt.jobs.finish_consensus_run(job.id if job is not None else None):
             return totals
 
 
@@ -115,3 +132,10 @@ def schedule_webhooks() -> dict[str, int]:
 def purge_idempotency_keys() -> dict[str, int]:
     """Delete the stored Idempotency-Key responses past their expiry."""
     return {"purged": purge_expired(get_runtime().db)}
+
+
+def rescue_jobs() -> dict[str, int]:
+    """Run again the jobs whose worker died; start a consensus run for orphaned marks."""
+    rt = get_runtime()
+    rescued = rt.jobs.rescue_abandoned()
+    return {"rescued": rescued, "consensus_started": int(rt.jobs.ensure_consensus_job())}

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 5.0
 _PURGE_INTERVAL_S = 3600.0
+_RESCUE_INTERVAL_S = 2.0
+"""Abandoned jobs are found within LIVENESS_S (router.queueing.jobs) plus this."""
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class Scheduler:
             ),
             _Pass("webhooks", jobs.schedule_webhooks, 1.0, quiet=True),
             _Pass("idempotency", jobs.purge_idempotency_keys, _PURGE_INTERVAL_S),
+            _Pass("rescue", jobs.rescue_jobs, _RESCUE_INTERVAL_S),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -12,7 +12,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from router.observability import metrics
-from router.queueing.jobs import JobQueue
+from router.queueing.jobs import LIVENESS_S, JobQueue
 from router.runtime import Runtime
 
 __all__ = ["EmbeddedWorker", "ThreadWorker", "run_worker"]
@@ -21,7 +21,36 @@ log = logging.getLogger(__name__)
 
 
 class CountingWorker(SimpleWorker):
-    """Runs jobs in this process (no fork per job), counting successes and failures."""
+    """Runs jobs in this process (no fork per job), counting successes and failures.
+
+    While a job runs, a thread refreshes its heartbeat every LIVENESS_S / 5 seconds, so that a
+    worker killed mid-job is noticed within LIVENESS_S (`JobQueue.rescue_abandoned`), not
+    after the job's whole timeout as with RQ's defaults.
+    """
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return LIVENESS_S
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join()
+
+    def _beat(self, job: Job, stop: threading.Event) -> None:
+        while not stop.wait(LIVENESS_S / 5):
+            try:
+                for execution in list(self.executions.values())[:1]:
+                    with self.connection.pipeline() as pipe:
+                        self.heartbeat(self.worker_ttl + 60, pipeline=pipe)
+                        execution.heartbeat(job.started_job_registry, LIVENESS_S, pipeline=pipe)
+                        pipe.execute()
+            except Exception:  # Redis away for a moment: the next beat tries again
+                log.warning("could not refresh the heartbeat of job %s", job.id)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         super().handle_job_success(job, queue, *args, **kwargs)
@@ -49,8 +78,12 @@ def run_worker(runtime: Runtime, *, burst: bool = False, name: str | None = None
     """Run an RQ worker process on the service's queue until stopped (or, with burst, empty).
 
     Jobs are short and run in this process (no fork per job): a forked work horse would share
-    the parent's database connections, which PostgreSQL connections do not survive.
+    the parent's database connections, which PostgreSQL connections do not survive. The job
+    functions are imported before the worker registers, so that a (re)started worker does not
+    spend its first job importing the maths.
     """
+    import workers.jobs  # noqa: F401
+
     worker = CountingWorker(
         [runtime.jobs.queue],
         connection=runtime.redis,

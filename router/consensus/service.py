@@ -1,8 +1,8 @@
 """Updating items after labels arrive: posterior, then done, one more label, or an expert.
 
 The maths (posteriors) and the decision (`router.routing.settle`) are pure; this module reads
-what they need from the database, writes their outcome in one transaction, then opens or
-closes the items' slots in Redis.
+what they need from the database, opens the slots of items that want more labels in Redis,
+commits the outcome in one transaction, then closes the settled items in Redis.
 """
 
 from __future__ import annotations
@@ -93,10 +93,15 @@ def _update_project(
                 select(Item).where(
                     col(Item.id).in_(item_ids),
                     col(Item.is_gold).is_(False),
-                    col(Item.status) == "routed",
+                    col(Item.status).in_(("routed", "done")),
                 )
             ).scalars()
         )
+        # A settled item is closed again: a run that died after settling it may not have.
+        for it in items:
+            if it.status == "done":
+                store.close_item(project_id, it.id)
+        items = [it for it in items if it.status == "routed"]
         if not items:
             return {}
         ids = [it.id for it in items]
@@ -164,11 +169,16 @@ def _update_project(
                     # as no new label will come to trigger it.
                     decide_again.append(item.id)
             session.add(item)
-    for op, item_id, tier, priority, wanted in redis_ops:
+        # New slots open before the commit: if the commit fails or the worker dies, the marks
+        # are still pending and a rerun decides again, where after it a rerun would see its
+        # target met ("wait") and never open them. Settled items close after the commit (a
+        # closed item is never reopened); a rerun closes those a dead run left open.
+        for op, item_id, tier, priority, wanted in redis_ops:
+            if op == "open":
+                store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
+    for op, item_id, *_ in redis_ops:
         if op == "close":
             store.close_item(project_id, item_id)
-        else:
-            store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
     if decide_again:
         for action, n in _update_project(db, store, project_id, decide_again).items():
             counts[action] = counts.get(action, 0) + n

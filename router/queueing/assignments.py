@@ -2,8 +2,8 @@
 
 Every change that must be atomic is one Lua script, so that under any number of simultaneous
 claims no item holds more live leases than labels it still needs and no annotator receives the
-same item twice. The database stays the source of truth; `rebuild_project` recreates all of
-this from it.
+same item twice. The database stays the source of truth; the reconciler recreates all of
+this from it (`replace_state`).
 
 Per project (keys share the hash tag ``{pid}``, so a project lives on one cluster slot):
 
@@ -19,10 +19,13 @@ listpack (hash-max-listpack-entries, 512 by default: up to about 2M items per pr
 - ``lease``      hash, assignment -> "item|annotator|tier|priority".
 - ``seen:<annotator>`` set of items ever assigned to that annotator (gold included).
 - ``gold``       set of the project's gold items.
+- ``closed``     set of settled items: never opened again (a late repair must not revive one).
 """
 
 from __future__ import annotations
 
+import string
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -209,6 +212,7 @@ _OPEN = (
     _BUCKETS
     + """
 local p, item, tier, prio, wanted = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if redis.call('SISMEMBER', p .. 'closed', item) == 1 then return -1 end
 local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
 local free = wanted - leased
 if free < 0 then free = 0 end
@@ -277,6 +281,7 @@ _CLOSE = (
     _BUCKETS
     + """
 local p, item = ARGV[1], ARGV[2]
+redis.call('SADD', p .. 'closed', item)
 redis.call('ZREM', p .. 'q:crowd', item)
 redis.call('ZREM', p .. 'q:expert', item)
 redis.call('HDEL', fk(p, item), item)
@@ -310,6 +315,10 @@ class LeaseOutcome:
     counted: bool
     retaken: bool
     """The lease had lapsed and been returned, but its slot was still free."""
+
+
+_ID_CHARS = string.ascii_letters + string.digits + "-_"
+"""The characters of the ids `new_id` makes: the first two name an item's slot bucket."""
 
 
 def _bucket(key_prefix: str, item_id: str) -> str:
@@ -401,7 +410,8 @@ class AssignmentStore:
     def open_item(
         self, project_id: str, item_id: str, *, tier: str, priority: float, wanted: int
     ) -> int:
-        """Make `wanted` more labels claimable (minus live leases); returns the free slots."""
+        """Make `wanted` more labels claimable (minus live leases); returns the free slots
+        (-1 for a settled item, which is never opened again)."""
         args: list[str | int] = [
             self.prefix(project_id),
             item_id,
@@ -432,24 +442,66 @@ class AssignmentStore:
         if ids:
             self.redis.sadd(self.prefix(project_id) + f"seen:{annotator_id}", *ids)
 
-    def restore_lease(
+    def replace_state(
         self,
         project_id: str,
         *,
-        assignment_id: str,
-        item_id: str,
-        annotator_id: str,
-        tier: str,
-        priority: float,
-        expires_ms: int,
+        gold: Sequence[str],
+        leases: Sequence[tuple[str, str, str, str, float, int]],
+        items: Sequence[tuple[str, str, float, int, int]],
+        closed: Sequence[str],
     ) -> None:
-        """Put back a live lease recorded in the database (rebuild after Redis lost its data)."""
+        """Replace the project's queues, slots, leases and gold pool in one MULTI.
+
+        `leases` are (assignment, item, annotator, tier, priority, expiry ms); `items` are the
+        open items as (item, tier, priority, labels still wanted, live leases); `closed` the
+        settled ones. Seen sets are
+        only added to (`mark_seen`): an annotator never gets again what they once had.
+        """
         p = self.prefix(project_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(p + "leases", {assignment_id: expires_ms})
-        pipe.hset(p + "lease", assignment_id, f"{item_id}|{annotator_id}|{tier}|{priority!r}")
-        if tier != "gold":
-            pipe.hincrby(_bucket(p + "leased:", item_id), item_id, 1)
+        # Every slot bucket goes, whichever items it held: those the scan finds and every
+        # bucket an item id can name (ids are URL-safe base64), so the MULTI leaves none behind.
+        buckets = {
+            _s(key)
+            for pattern in (p + "free:*", p + "leased:*")
+            for key in self.redis.scan_iter(match=pattern, count=1000)
+        }
+        buckets.update(
+            p + kind + a + b for kind in ("free:", "leased:") for a in _ID_CHARS for b in _ID_CHARS
+        )
+        pipe.delete(*(p + k for k in ("q:crowd", "q:expert", "leases", "lease")))
+        pipe.delete(*sorted(buckets))
+        pipe.delete(p + "gold", p + "closed")
+        if gold:
+            pipe.sadd(p + "gold", *gold)
+        for start in range(0, len(closed), 10_000):
+            pipe.sadd(p + "closed", *closed[start : start + 10_000])
+        if leases:
+            pipe.zadd(p + "leases", {aid: expires for aid, _, _, _, _, expires in leases})
+            pipe.hset(
+                p + "lease",
+                mapping={
+                    aid: f"{item}|{ann}|{tier}|{prio!r}" for aid, item, ann, tier, prio, _ in leases
+                },
+            )
+        queues: dict[str, dict[str, float]] = {"crowd": {}, "expert": {}}
+        free: dict[str, int] = {}
+        leased: dict[str, int] = {}
+        for item_id, tier, priority, wanted, live in items:
+            free[item_id] = max(0, wanted - live)
+            leased[item_id] = live
+            if free[item_id] > 0:
+                queues.setdefault(tier, {})[item_id] = float(priority)
+        by_bucket: dict[str, dict[str, int]] = defaultdict(dict)
+        for item_id, n in free.items():
+            by_bucket[_bucket(p + "free:", item_id)][item_id] = n
+            by_bucket[_bucket(p + "leased:", item_id)][item_id] = leased[item_id]
+        for key, mapping in by_bucket.items():
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+        for tier, members in queues.items():
+            if members:
+                pipe.zadd(p + "q:" + tier, members)
         pipe.execute()
 
     def live_leases(self, project_id: str, item_ids: Sequence[str]) -> list[int]:

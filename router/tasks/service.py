@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, Assignment, Item, Project, new_id
-from router.errors import Conflict, NotFound
+from router.errors import Conflict, NotFound, ServiceUnavailable
 from router.observability import metrics
 from router.projects.service import get_project, routing_config
 from router.quality.alerts import flag_gold_exhausted
@@ -71,6 +72,35 @@ def next_task(
     tiers = [annotator.tier]
     if annotator.tier == "expert" and config.experts.take_crowd_work:
         tiers.append("crowd")
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            return _claim_once(db, store, project, annotator, config, tiers)
+        except _AlreadyAssigned as exc:
+            # Redis handed out an item this annotator already had: its seen set lost the
+            # entry (Redis restarted, not yet rebuilt). The database refused the second
+            # assignment; remember it in Redis and claim again.
+            store.mark_seen(project_id, annotator.id, [exc.item_id])
+    raise ServiceUnavailable("the task queue is being rebuilt; retry shortly")
+
+
+_CLAIM_ATTEMPTS = 5
+
+
+class _AlreadyAssigned(Exception):
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+
+def _claim_once(
+    db: Database,
+    store: AssignmentStore,
+    project: Project,
+    annotator: Annotator,
+    config: RoutingConfig,
+    tiers: list[str],
+) -> Task | None:
+    project_id = project.id
     odds, gold_only = gold_odds(config, annotator)
     assignment_id = new_id()
     now_ms = int(time.time() * 1000)
@@ -126,6 +156,11 @@ def next_task(
                 )
             )
             task = _task(assignment_id, item, project, expires)
+    except IntegrityError:
+        if claim.item_id is None:
+            raise
+        store.release(project_id, assignment_id)
+        raise _AlreadyAssigned(claim.item_id) from None
     except BaseException:
         # Nothing was promised to the client: hand the slot back.
         if claim.item_id is not None:

@@ -31,7 +31,7 @@ from tests.integration.helpers import (
 )
 from workers.jobs import reap_leases
 
-PENDING = "lr:consensus:pending"
+PENDING = "lr:consensus:marks"
 SCHEDULED = "lr:consensus:scheduled"
 
 
@@ -217,9 +217,9 @@ def test_many_labels_make_few_consensus_jobs_and_every_mark_is_processed(
             labels += 1
     assert labels == 3 * n
     assert queue.count == 1, "one job drains every mark made while it was waiting"
-    assert runtime.redis.scard(PENDING) == n
+    assert runtime.redis.zcard(PENDING) == n
     jobs()
-    assert runtime.redis.scard(PENDING) == 0
+    assert runtime.redis.zcard(PENDING) == 0
     assert not runtime.redis.exists(SCHEDULED)
     listed = list_all(client, project)
     assert {i["id"] for i in listed} == set(iids)
@@ -232,17 +232,21 @@ def test_many_labels_make_few_consensus_jobs_and_every_mark_is_processed(
     label(client, task, workers[0], "cat")
     assert queue.count == 1
     jobs()
-    assert runtime.redis.scard(PENDING) == 0
+    assert runtime.redis.zcard(PENDING) == 0
 
 
 def test_a_mark_made_during_a_run_is_processed_by_that_run(runtime):
     jobs = JobQueue(runtime.redis)
     jobs.enqueue_consensus("p", "a")
-    assert jobs.take_consensus_marks(10) == [("p", "a")]
+    taken = jobs.take_consensus_marks(10)
+    assert [(m.project_id, m.item_id) for m in taken] == [("p", "a")]
     jobs.enqueue_consensus("p", "b")  # arrives while the run works: no second job
     assert jobs.queue.count == 1
+    assert jobs.ack_consensus_marks(taken) == 1
     assert jobs.finish_consensus_run() is True, "the run goes on for the late mark"
-    assert jobs.take_consensus_marks(10) == [("p", "b")]
+    taken = jobs.take_consensus_marks(10)
+    assert [(m.project_id, m.item_id) for m in taken] == [("p", "b")]
+    jobs.ack_consensus_marks(taken)
     assert jobs.finish_consensus_run() is False
     assert not runtime.redis.exists(SCHEDULED)
 

@@ -164,7 +164,7 @@ def test_gold_labels_never_enter_consensus(client, admin, jobs, runtime):
             assert task["item_id"] in gold.values()
             label(client, task, ann, "bird")
     assert queue.count == 0, "gold labels schedule no consensus work"
-    assert runtime.redis.scard("lr:consensus:pending") == 0
+    assert runtime.redis.zcard("lr:consensus:marks") == 0
     jobs()
     with runtime.db.read() as session:
         rows = list(
