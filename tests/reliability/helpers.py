@@ -131,8 +131,14 @@ def slot_mismatches(runtime: Runtime, project_id: str, *, leases_expected: bool)
     have = counted_labels(runtime, [r[0] for r in rows if r[1] == "routed"])
     p = runtime.assignments.prefix(project_id)
     r = runtime.redis
-    free = {k.decode(): int(v) for k, v in r.hgetall(p + "free").items()}  # type: ignore[union-attr]
-    leased = {k.decode(): int(v) for k, v in r.hgetall(p + "leased").items()}  # type: ignore[union-attr]
+    free: dict[str, int] = {}
+    leased: dict[str, int] = {}
+    for item_id, *_ in rows:
+        n_free, n_leased = runtime.assignments.slots(project_id, item_id)
+        if n_free is not None:
+            free[item_id] = n_free
+        if n_leased is not None:
+            leased[item_id] = n_leased
     queues = {
         t: {m.decode() for m in r.zrange(p + "q:" + t, 0, -1)}  # type: ignore[union-attr]
         for t in ("crowd", "expert")
