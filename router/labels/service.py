@@ -80,10 +80,12 @@ def submit_label(
             raise Conflict(msg)
         if assignment.status == "released":
             raise Conflict("this assignment was released; claim a new task to label this item")
-        # Project and item in one round trip.
-        project, item = session.execute(
-            select(Project, Item)
+        # Project, item and the item's gold answer (none for routed work) in one round trip:
+        # gold and routed labels issue the same statements.
+        project, item, answer = session.execute(
+            select(Project, Item, GoldAnswer)
             .join(Item, col(Item.project_id) == col(Project.id))
+            .outerjoin(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
             .where(col(Item.id) == assignment.item_id)
         ).one()
         schema = LabelSchema.parse(project.label_schema)
@@ -115,7 +117,7 @@ def submit_label(
             session.add(assignment)
             suspended = False
             if item.is_gold:
-                suspended = _record_gold(session, project, item, assignment.annotator_id, label)
+                suspended = _record_gold(session, project, answer, assignment.annotator_id, label)
             else:
                 session.execute(
                     update(Item)
@@ -153,14 +155,20 @@ def submit_label(
 
 
 def _record_gold(
-    session: Session, project: Project, item: Item, annotator_id: str, label: Label
+    session: Session,
+    project: Project,
+    answer: GoldAnswer | None,
+    annotator_id: str,
+    label: Label,
 ) -> bool:
-    """A gold answer updates the annotator's record at once; True if it suspended them."""
-    answer = session.get(GoldAnswer, item.id)
+    """A gold answer updates the annotator's record at once; True if it suspended them.
+
+    The annotator's row was locked (and loaded) with the assignment: no statement here.
+    """
     correct = answer is not None and answer.answer == label.label
-    annotator = session.execute(
-        select(Annotator).where(col(Annotator.id) == annotator_id).with_for_update()
-    ).scalar_one()
+    annotator = session.get(Annotator, annotator_id)
+    if annotator is None:  # deleted under a held lock cannot happen; keep mypy and readers sure
+        raise RuntimeError(f"annotator {annotator_id} vanished while locked")
     before = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
     annotator.n_gold += 1
     annotator.n_gold_correct += int(correct)

@@ -46,11 +46,13 @@ _WEBHOOK_SCHEDULED = "lr:webhooks:scheduled"
 _LIVE = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 # A mark's score is a sequence number: re-marking an item gives it a newer one, so a run only
-# acknowledges the marks it read (a label that arrived meanwhile keeps its mark).
+# acknowledges the marks it read (a label that arrived meanwhile keeps its mark). The same
+# call takes the scheduling flag (KEYS[3]) for a new run unless one holds it: 1 if taken.
 _MARK = """
 local seq = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], seq, ARGV[1])
-return seq
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return 1 end
+return 0
 """
 # ARGV: member, score, member, score, ...
 _ACK = """
@@ -116,13 +118,22 @@ class JobQueue:
         Labels can arrive far faster than one job per label could keep up with, so labels only
         mark the item, and a job is enqueued only when none is scheduled.
         """
-        self._mark(keys=[_CONSENSUS_MARKS, _CONSENSUS_SEQ], args=[f"{project_id}:{item_id}"])
-        self._schedule_consensus()
+        # The mark and the scheduling flag in one round trip (the label's hot path).
+        job_id = f"consensus-{uuid.uuid4().hex}"
+        if self._mark(
+            keys=[_CONSENSUS_MARKS, _CONSENSUS_SEQ, _CONSENSUS_SCHEDULED],
+            args=[f"{project_id}:{item_id}", job_id, max(1, int(self.timeout_s))],
+        ):
+            self._enqueue_consensus_job(job_id)
 
     def _schedule_consensus(self) -> bool:
         job_id = f"consensus-{uuid.uuid4().hex}"
         if not self.redis.set(_CONSENSUS_SCHEDULED, job_id, nx=True, ex=self.timeout_s):
             return False
+        self._enqueue_consensus_job(job_id)
+        return True
+
+    def _enqueue_consensus_job(self, job_id: str) -> None:
         self.queue.enqueue(
             _CONSENSUS_JOB,
             job_id=job_id,
@@ -131,7 +142,6 @@ class JobQueue:
             result_ttl=60,
             failure_ttl=7 * 24 * 3600,
         )
-        return True
 
     def take_consensus_marks(self, n: int) -> list[ConsensusMark]:
         """Up to n pending marks, oldest first; they stay pending until acknowledged."""

@@ -14,12 +14,22 @@ __all__ = ["acting_annotator", "require_active"]
 
 
 def acting_annotator(
-    session: Session, principal: Principal, project_id: str, x_annotator: str | None
+    session: Session,
+    principal: Principal,
+    project_id: str,
+    x_annotator: str | None,
+    *,
+    lock: bool = False,
 ) -> Annotator:
-    """The annotator the caller acts for in `project_id` (404 if the caller may not know it)."""
+    """The annotator the caller acts for in `project_id` (404 if the caller may not know it).
+
+    `lock` holds the annotator's row (FOR NO KEY UPDATE) until the transaction ends.
+    """
     principal.require_project(project_id)
     if principal.role is Role.ANNOTATOR:
-        annotator = session.get(Annotator, principal.annotator_id)
+        annotator = session.get(
+            Annotator, principal.annotator_id, with_for_update={"key_share": True} if lock else None
+        )
         if annotator is None or annotator.project_id != project_id:
             raise NotFound(f"project {project_id!r} not found")
         if x_annotator is not None and x_annotator != annotator.external_id:
@@ -35,11 +45,12 @@ def acting_annotator(
         raise ClientError(
             "a tool key must name the annotator it acts for: X-Annotator: <external_id>"
         )
-    annotator = session.execute(
-        select(Annotator).where(
-            col(Annotator.project_id) == project_id, col(Annotator.external_id) == x_annotator
-        )
-    ).scalar_one_or_none()
+    query = select(Annotator).where(
+        col(Annotator.project_id) == project_id, col(Annotator.external_id) == x_annotator
+    )
+    if lock:
+        query = query.with_for_update(key_share=True)
+    annotator = session.execute(query).scalar_one_or_none()
     if not isinstance(annotator, Annotator):
         raise NotFound(f"annotator {x_annotator!r} not found in project {project_id!r}")
     return annotator

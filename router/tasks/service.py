@@ -239,14 +239,19 @@ def load_assignment(
     """The assignment if the caller is its annotator (or a tool acting for it), else 404.
 
     The row stays locked until the transaction ends, so that a label or release sent twice at
-    once (a tool retrying) is decided once, the second seeing what the first did.
+    once (a tool retrying) is decided once, the second seeing what the first did. The
+    annotator's row is locked too: a gold answer updates it, and every label takes the same
+    lock so that gold and routed labels do the same database work (nothing in their timing
+    tells them apart).
     """
     assignment = session.get(Assignment, assignment_id, with_for_update=True)
     missing = NotFound(f"assignment {assignment_id!r} not found")
     if assignment is None:
         raise missing
     try:
-        annotator = acting_annotator(session, principal, assignment.project_id, x_annotator)
+        annotator = acting_annotator(
+            session, principal, assignment.project_id, x_annotator, lock=True
+        )
     except NotFound:
         raise missing from None
     if annotator.id != assignment.annotator_id:

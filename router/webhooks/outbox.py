@@ -6,6 +6,8 @@ the database even if the process dies right after: the workers deliver it from t
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +17,21 @@ from sqlmodel import Session, col
 from router.db.database import as_utc
 from router.db.models import Webhook, WebhookDelivery, WebhookEvent, new_id, utcnow
 
-__all__ = ["EVENT_TYPES", "Outbox", "emit", "iso"]
+__all__ = ["EVENT_TYPES", "Outbox", "emit", "forget_subscriptions", "iso"]
 
 EVENT_TYPES = ("item.settled", "item.escalated", "annotator.suspended", "annotator.flagged")
+
+SUBSCRIPTIONS_TTL_S = 1.0
+"""How long a process trusts what it read of a project's subscriptions, for `Outbox.wanted`
+(a hook registered on another process is seen within this; on this one at once)."""
+_subscriptions: dict[str, tuple[float, frozenset[str]]] = {}
+_subscriptions_lock = threading.Lock()
+
+
+def forget_subscriptions(project_id: str) -> None:
+    """Drop this process's cached subscriptions of the project (its hooks changed)."""
+    with _subscriptions_lock:
+        _subscriptions.pop(project_id, None)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -50,8 +64,26 @@ class Outbox:
         return [hook_id for hook_id, events in self._hooks if event_type in events]
 
     def wanted(self, event_type: str) -> bool:
-        """Whether any hook subscribes to the event (to skip building a costly payload)."""
-        return bool(self._subscribers(event_type))
+        """Whether any hook subscribes to the event (to skip building a costly payload).
+
+        Read from a per-process cache of at most SUBSCRIPTIONS_TTL_S: a gold answer asks this
+        on every label, and a database read there would make gold labels slower than routed
+        ones (tests/security/test_gold_leak.py). `emit` itself always reads the hooks.
+        """
+        now = time.monotonic()
+        with _subscriptions_lock:
+            cached = _subscriptions.get(self.project_id)
+        if cached is None or now - cached[0] > SUBSCRIPTIONS_TTL_S:
+            events = frozenset(e for _hook, evs in self._hook_rows() for e in evs)
+            with _subscriptions_lock:
+                _subscriptions[self.project_id] = (now, events)
+            return event_type in events
+        return event_type in cached[1]
+
+    def _hook_rows(self) -> list[tuple[str, list[str]]]:
+        self._subscribers(EVENT_TYPES[0])
+        assert self._hooks is not None
+        return self._hooks
 
     def emit(self, event_type: str, data: dict[str, Any]) -> str | None:
         """Record the event and one pending delivery per subscribed hook; the event's id, or

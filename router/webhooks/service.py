@@ -19,7 +19,7 @@ from router.db.database import Database, as_utc
 from router.db.models import Webhook, WebhookDelivery, new_id, utcnow
 from router.errors import InvalidInput, NotFound
 from router.projects.service import get_project
-from router.webhooks.outbox import EVENT_TYPES, iso
+from router.webhooks.outbox import EVENT_TYPES, forget_subscriptions, iso
 
 __all__ = [
     "MAX_LIMIT",
@@ -157,6 +157,7 @@ def create_webhook(
             project_id=project_id,
             detail={"url": url, "events": hook.events, "description": description},
         )
+    forget_subscriptions(project_id)
     return {**_view(hook), "secret": hook.secret}
 
 
@@ -222,7 +223,9 @@ def update_webhook(
                 project_id=project_id,
                 detail={"changes": changes},
             )
-        return _view(hook)
+        view = _view(hook)
+    forget_subscriptions(project_id)
+    return view
 
 
 def delete_webhook(db: Database, actor: Principal, project_id: str, hook_id: str) -> None:
@@ -263,6 +266,7 @@ def delete_webhook(db: Database, actor: Principal, project_id: str, hook_id: str
             project_id=project_id,
             detail={"url": hook.url, "pending_cancelled": int(cancelled or 0)},
         )
+    forget_subscriptions(project_id)
 
 
 def rotate_secret(db: Database, actor: Principal, project_id: str, hook_id: str) -> dict[str, Any]:
