@@ -24,6 +24,7 @@ from router.items.controller import ItemController
 from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
 from router.projects.controller import ProjectController
+from router.quality.controller import QualityController
 from router.readouts.controller import ReadoutController
 from router.routing.controller import RoutingConfigController
 from router.runtime import Runtime, set_runtime
@@ -117,6 +118,7 @@ def create_app(
             AuditController,
             ExportController,
             ReadoutController,
+            QualityController,
             health,
             ready,
             prometheus_metrics,

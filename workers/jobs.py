@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from router.consensus.service import update_items
+from router.quality.refit import due_projects
+from router.quality.refit import refit_project as refit_project_quality
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.service import route_batch
 from router.routing.versions import reroute_project as reroute_project_items
@@ -15,7 +17,9 @@ __all__ = [
     "promote_retries",
     "reap_leases",
     "reconcile",
+    "refit_quality",
     "reroute_project",
+    "schedule_refits",
     "score_batch",
     "update_consensus",
 ]
@@ -72,3 +76,17 @@ def reap_leases() -> dict[str, int]:
 def promote_retries() -> dict[str, int]:
     """Put failed jobs whose retry back-off has passed back on the queue."""
     return {"promoted": get_runtime().jobs.promote_due_retries()}
+
+
+def refit_quality(project_id: str) -> dict[str, Any]:
+    """Refit the project's Dawid-Skene annotator models over all its counted labels."""
+    return refit_project_quality(get_runtime().db, project_id)
+
+
+def schedule_refits() -> dict[str, int]:
+    """Enqueue a refit of every project with new labels whose refit interval has passed."""
+    rt = get_runtime()
+    enqueued = 0
+    for project_id in due_projects(rt.db):
+        enqueued += rt.jobs.enqueue_refit(project_id)[1]
+    return {"refits_enqueued": enqueued}

@@ -1,4 +1,5 @@
-"""Periodic maintenance: the reconciler and the lease reaper, each at its own interval.
+"""Periodic maintenance: the reconciler, the lease reaper and quality refits, each at its own
+interval.
 
 Several schedulers may run (one per API process in the embedded default, one or more
 `labelrouter scheduler` processes in production); a Redis lock per pass makes each pass run
@@ -22,6 +23,9 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 5.0
+_REFIT_CHECK_S = 30.0
+"""How often the refit pass looks for projects due (each project's own interval is in its
+routing config, `quality.refit_interval_s`)."""
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class Scheduler:
             _Pass("reconcile", jobs.reconcile, interval_s),
             _Pass("reap", jobs.reap_leases, min(reap_interval_s, interval_s)),
             _Pass("retries", jobs.promote_retries, 1.0),
+            _Pass("refit", jobs.schedule_refits, min(_REFIT_CHECK_S, interval_s)),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -18,6 +18,7 @@ _SCORE_JOB = "workers.jobs.score_batch"
 _CONSENSUS_JOB = "workers.jobs.update_consensus"
 _CONSENSUS_PENDING = "lr:consensus:pending"
 _CONSENSUS_SCHEDULED = "lr:consensus:scheduled"
+_REFIT_JOB = "workers.jobs.refit_quality"
 
 
 class JobQueue:
@@ -114,3 +115,36 @@ class JobQueue:
             started = job.started_at.replace(tzinfo=UTC)
             return (datetime.now(UTC) - started).total_seconds() < started_grace_s
         return False
+
+    @staticmethod
+    def refit_job_id(project_id: str) -> str:
+        return f"refit-{project_id}"
+
+    def enqueue_refit(self, project_id: str) -> tuple[str, bool]:
+        """Enqueue the project's Dawid-Skene refit unless one is already waiting or running.
+
+        Returns (job id, whether a new job was enqueued): one refit per project at a time, so a
+        burst of requests or scheduler passes never piles up fits of the same data.
+        """
+        job_id = self.refit_job_id(project_id)
+        try:
+            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            job = None
+        if job is not None and job.get_status(refresh=False) in (
+            JobStatus.QUEUED,
+            JobStatus.STARTED,
+            JobStatus.DEFERRED,
+            JobStatus.SCHEDULED,
+        ):
+            return job_id, False
+        self.queue.enqueue(
+            _REFIT_JOB,
+            project_id,
+            job_id=job_id,
+            job_timeout=self.timeout_s,
+            retry=Retry(max=3, interval=[5, 30, 120]),
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+        return job_id, True
