@@ -26,6 +26,7 @@ from router.observability.controller import prometheus_metrics
 from router.observability.metrics import metrics_middleware
 from router.openapi import document_errors
 from router.projects.controller import ProjectController
+from router.quality.controller import QualityController
 from router.ratelimit.body_size import body_size_limit
 from router.readouts.controller import ReadoutController
 from router.routing.controller import RoutingConfigController
@@ -129,6 +130,7 @@ def create_app(
             AuditController,
             ExportController,
             ReadoutController,
+            QualityController,
             health,
             ready,
             prometheus_metrics,

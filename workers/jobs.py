@@ -8,6 +8,8 @@ from rq import get_current_job
 
 from router.consensus.service import update_items
 from router.idempotency.store import purge_expired
+from router.quality.refit import due_projects
+from router.quality.refit import refit_project as refit_project_quality
 from router.readouts.snapshots import take_snapshots
 from router.routing.reconcile import reconcile as reconcile_queues
 from router.routing.reconcile import reopen_batch
@@ -23,8 +25,10 @@ __all__ = [
     "purge_idempotency_keys",
     "reap_leases",
     "reconcile",
+    "refit_quality",
     "reroute_project",
     "rescue_jobs",
+    "schedule_refits",
     "schedule_webhooks",
     "score_batch",
     "snapshot_projects",
@@ -139,3 +143,17 @@ def rescue_jobs() -> dict[str, int]:
     rt = get_runtime()
     rescued = rt.jobs.rescue_abandoned()
     return {"rescued": rescued, "consensus_started": int(rt.jobs.ensure_consensus_job())}
+
+
+def refit_quality(project_id: str) -> dict[str, Any]:
+    """Refit the project's Dawid-Skene annotator models over all its counted labels."""
+    return refit_project_quality(get_runtime().db, project_id)
+
+
+def schedule_refits() -> dict[str, int]:
+    """Enqueue a refit of every project with new labels whose refit interval has passed."""
+    rt = get_runtime()
+    enqueued = 0
+    for project_id in due_projects(rt.db):
+        enqueued += rt.jobs.enqueue_refit(project_id)[1]
+    return {"refits_enqueued": enqueued}

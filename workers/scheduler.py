@@ -1,6 +1,5 @@
-"""Periodic maintenance: the reconciler, the lease reaper, the project snapshots and webhook
-delivery runs, each at
-its own interval.
+"""Periodic maintenance: the reconciler, the lease reaper, job rescue, quality refits, the
+project snapshots, webhook delivery runs and the idempotency purge, each at its own interval.
 
 Several schedulers may run (one per API process in the embedded default, one or more
 `labelrouter scheduler` processes in production); a Redis lock per pass makes each pass run
@@ -27,6 +26,9 @@ _REAP_INTERVAL_S = 5.0
 _PURGE_INTERVAL_S = 3600.0
 _RESCUE_INTERVAL_S = 2.0
 """Abandoned jobs are found within LIVENESS_S (router.queueing.jobs) plus this."""
+_REFIT_CHECK_S = 30.0
+"""How often the refit pass looks for projects due (each project's own interval is in its
+routing config, `quality.refit_interval_s`)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class Scheduler:
             _Pass("webhooks", jobs.schedule_webhooks, 1.0, quiet=True),
             _Pass("idempotency", jobs.purge_idempotency_keys, _PURGE_INTERVAL_S),
             _Pass("rescue", jobs.rescue_jobs, _RESCUE_INTERVAL_S),
+            _Pass("refit", jobs.schedule_refits, min(_REFIT_CHECK_S, interval_s)),
         ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

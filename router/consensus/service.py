@@ -16,13 +16,15 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from router import audit
-from router.consensus.model import gold_accuracy_confusions, item_priors, smoothed_class_prior
+from router.consensus.model import item_priors, smoothed_class_prior
 from router.db.database import Database
 from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
+from router.maths.annotator_model import labeler_confusions
 from router.maths.disagreement import committee_mean
 from router.maths.posterior import item_posteriors
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
+from router.quality.refit import refit_counts
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.service import committees_of, expert_open_count
@@ -237,9 +239,27 @@ def posteriors(
             select(Annotator).where(col(Annotator.id).in_(annotator_ids))
         ).scalars()
     }
-    correct = np.array([records[a].n_gold_correct for a in annotator_ids])
-    total = np.array([records[a].n_gold for a in annotator_ids])
-    confusion = gold_accuracy_confusions(correct, total, k, config)
+    # Which matrix each labeler gets is decided by one pure function, shared with the replay
+    # (`labelrouter simulate`). Under the default `symmetric` model: one gold-based accuracy per
+    # labeler, spread evenly over wrong classes (gold-only K x K matrices are too sparse per
+    # row). Under `refit`: the last Dawid-Skene refit's counts over all labels, with that
+    # symmetric matrix as their Dirichlet prior.
+    quality = config.quality
+    p = config.consensus.annotator_prior
+    confusion = labeler_confusions(
+        np.array([records[a].n_gold_correct for a in annotator_ids]),
+        np.array([records[a].n_gold for a in annotator_ids]),
+        k,
+        prior_alpha=p.alpha,
+        prior_beta=p.beta,
+        refit_counts=(
+            refit_counts(session, project_id, annotator_ids, schema)
+            if quality.confusion_model == "refit"
+            else None
+        ),
+        model=quality.confusion_model,
+        prior_strength=quality.refit_prior_strength,
+    )
     position = {a: j for j, a in enumerate(annotator_ids)}
     item_idx, label_idx, labeler_idx = [], [], []
     for i, item in enumerate(items):

@@ -11,6 +11,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "Annotator",
+    "AnnotatorConfusion",
     "ApiKey",
     "Assignment",
     "AuditEvent",
@@ -21,6 +22,7 @@ __all__ = [
     "Prediction",
     "Project",
     "ProjectSnapshot",
+    "QualityFit",
     "RoutingConfigVersion",
     "Webhook",
     "WebhookDelivery",
@@ -307,3 +309,36 @@ class IdempotencyRecord(SQLModel, table=True):
     response: Any = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts()
     expires_at: datetime = _ts(index=True)
+
+
+class QualityFit(SQLModel, table=True):
+    """A project's last Dawid-Skene refit (one row per project, replaced by each refit)."""
+
+    __tablename__ = "quality_fit"
+
+    project_id: str = Field(foreign_key="project.id", primary_key=True, max_length=32)
+    fitted_at: datetime = _ts()
+    classes: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    """The schema's labels at fit time: the order of every stored matrix's rows and columns."""
+    n_labels: int = 0
+    n_items: int = 0
+    n_gold_items: int = 0
+    n_annotators: int = 0
+    n_iter: int = 0
+    log_likelihood: float | None = None
+    last_label_at: datetime | None = _ts(nullable=True)
+    """Creation time of the newest label the fit saw: a later label makes the project due."""
+    seconds: float = 0.0
+
+
+class AnnotatorConfusion(SQLModel, table=True):
+    """One annotator's expected confusion counts from their project's last refit."""
+
+    __tablename__ = "annotator_confusion"
+
+    annotator_id: str = Field(foreign_key="annotator.id", primary_key=True, max_length=32)
+    project_id: str = Field(foreign_key="project.id", index=True, max_length=32)
+    counts: list[list[float]] = Field(sa_column=Column(JSON, nullable=False))
+    """K x K expected counts, row = true class (in `QualityFit.classes` order)."""
+    n_labels: int = 0
+    fitted_at: datetime = _ts()

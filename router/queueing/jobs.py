@@ -83,6 +83,9 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_REFIT_JOB = "workers.jobs.refit_quality"
+
+
 class JobQueue:
     """Enqueues work by function path and small JSON arguments (ids)."""
 
@@ -314,3 +317,36 @@ class JobQueue:
     def scoring_pending(self, batch_id: str) -> bool:
         """Whether a scoring job for this batch is waiting or running on a live worker."""
         return self.job_alive(self.scoring_job_id(batch_id))
+
+    @staticmethod
+    def refit_job_id(project_id: str) -> str:
+        return f"refit-{project_id}"
+
+    def enqueue_refit(self, project_id: str) -> tuple[str, bool]:
+        """Enqueue the project's Dawid-Skene refit unless one is already waiting or running.
+
+        Returns (job id, whether a new job was enqueued): one refit per project at a time, so a
+        burst of requests or scheduler passes never piles up fits of the same data.
+        """
+        job_id = self.refit_job_id(project_id)
+        try:
+            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            job = None
+        if job is not None and job.get_status(refresh=False) in (
+            JobStatus.QUEUED,
+            JobStatus.STARTED,
+            JobStatus.DEFERRED,
+            JobStatus.SCHEDULED,
+        ):
+            return job_id, False
+        self.queue.enqueue(
+            _REFIT_JOB,
+            project_id,
+            job_id=job_id,
+            job_timeout=self.timeout_s,
+            retry=Retry(max=3, interval=[5, 30, 120]),
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+        return job_id, True

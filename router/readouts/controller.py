@@ -35,6 +35,11 @@ One project's read-out, computed on request (reads only):
   `mean_gold_per_annotator` (null with no annotators), and the external ids of annotators whose
   gold is exhausted (`gold_exhausted`).
 - `config_version`: the routing config version in force.
+- `agreement_by_rubric`: the `agreement` statistics again, one entry per `rubric_version` the
+  labels were given under, over the labels of that version only (sorted by version).
+- `quality_fit`: the last Dawid-Skene refit of the annotators' confusion matrices (`fitted_at`,
+  `n_labels`, `n_items`, `n_gold_items`, `n_annotators`, `iterations`, `log_likelihood`,
+  `seconds`), or null before the first (`POST .../quality/refit`, or the scheduler).
 """
 
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database
-from router.db.models import Annotator, Assignment, Item, Label
+from router.db.models import Annotator, Assignment, Item, Label, QualityFit
 from router.maths.agreement import (
     AlphaLevel,
     bootstrap_ci,
@@ -31,6 +31,7 @@ from router.maths.agreement import (
 )
 from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, label_schema_of, routing_config
+from router.quality.refit import fit_summary
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.service import expert_open_count
@@ -66,12 +67,17 @@ def project_readout(
         items = _items(session, project_id)
         labels = _labels(session, project_id, config)
         coverage = _gold_coverage(session, project_id)
-        triples = _agreement_labels(session, project_id) if with_agreement else []
+        rows = _agreement_labels(session, project_id) if with_agreement else []
         experts = {
             "open": expert_open_count(session, project_id),
             "capacity": config.experts.capacity,
         }
         version = project.routing_version
+        last_fit = fit_summary(session.get(QualityFit, project_id))
+    triples = [(i, a, v) for i, a, v, _ in rows]
+    by_rubric: dict[str, list[tuple[str, str, str]]] = {}
+    for i, a, v, rubric in rows:
+        by_rubric.setdefault(rubric, []).append((i, a, v))
     return {
         "items": items,
         "queues": store.depths(project_id),
@@ -80,6 +86,15 @@ def project_readout(
         "experts": experts,
         "gold_coverage": coverage,
         "config_version": version,
+        # Per rubric version: the same statistics over the labels given under that version
+        # (an item labeled under two versions counts in each with its labels of that version).
+        "agreement_by_rubric": [
+            {"rubric_version": rubric, **agreement(subset, schema)}
+            for rubric, subset in sorted(by_rubric.items())
+        ]
+        if with_agreement
+        else None,
+        "quality_fit": last_fit,
     }
 
 
@@ -87,8 +102,8 @@ def project_agreement(db: Database, project_id: str) -> dict[str, Any]:
     """The read-out's `agreement` alone (for callers that checked access already)."""
     with db.read() as session:
         schema = label_schema_of(get_project(session, None, project_id))
-        triples = _agreement_labels(session, project_id)
-    return agreement(triples, schema)
+        rows = _agreement_labels(session, project_id)
+    return agreement([(i, a, v) for i, a, v, _ in rows], schema)
 
 
 def _items(session: Session, project_id: str) -> dict[str, Any]:
@@ -158,10 +173,13 @@ def _gold_coverage(session: Session, project_id: str) -> dict[str, Any]:
     }
 
 
-def _agreement_labels(session: Session, project_id: str) -> list[tuple[str, str, str]]:
-    """(item id, annotator id, label) of non-gold items, from annotators active now."""
+def _agreement_labels(session: Session, project_id: str) -> list[tuple[str, str, str, str]]:
+    """(item id, annotator id, label, rubric version) of non-gold items, from annotators active
+    now."""
     rows = session.execute(
-        select(col(Label.item_id), col(Label.annotator_id), col(Label.label))
+        select(
+            col(Label.item_id), col(Label.annotator_id), col(Label.label), col(Label.rubric_version)
+        )
         .join(Item, col(Item.id) == col(Label.item_id))
         .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
         .where(
@@ -170,7 +188,7 @@ def _agreement_labels(session: Session, project_id: str) -> list[tuple[str, str,
             col(Annotator.status) == "active",
         )
     ).all()
-    return [(str(i), str(a), str(v)) for i, a, v in rows]
+    return [(str(i), str(a), str(v), str(r)) for i, a, v, r in rows]
 
 
 def _defined(value: float) -> float | None:

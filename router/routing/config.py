@@ -272,6 +272,18 @@ class QualityConfig(BaseModel):
     drift_margin: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
     """... with their accuracy before them, and flags a fall of more than this."""
 
+    refit_interval_s: float = Field(default=300.0, ge=0.0, allow_inf_nan=False, strict=False)
+    """The scheduler refits a project's Dawid-Skene model when it has labels newer than its
+    last fit and at least this many seconds have passed since that fit (≥ 0)."""
+
+    confusion_model: Literal["symmetric", "refit"] = "symmetric"
+    """Which confusion matrices consensus uses: ``symmetric`` (one gold-based accuracy per
+    labeler) or ``refit`` (the last Dawid-Skene refit's matrices, with the symmetric one as a
+    Dirichlet prior; labelers the refit did not see get the symmetric one)."""
+
+    refit_prior_strength: float = Field(default=10.0, gt=0.0, allow_inf_nan=False, strict=False)
+    """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
+
 
 class LeasesConfig(BaseModel):
     """How long an assignment is held for the annotator who claimed it."""

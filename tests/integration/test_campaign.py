@@ -26,8 +26,11 @@ from sqlmodel import col
 from router.db.models import Annotator, Assignment, Item, Label
 from tests.conftest import auth
 from tests.integration.helpers import CLASSES, ingest, list_all, new_project
+from workers.jobs import schedule_refits
 
 SEED = int(os.environ.get("CAMPAIGN_SEED", "6"))
+# Which confusion matrices consensus uses (`quality.confusion_model`); unset: the default.
+CONFUSION_MODEL = os.environ.get("CAMPAIGN_CONFUSION_MODEL")
 K = len(CLASSES)
 N_ITEMS = 150
 N_GOLD = 40
@@ -54,7 +57,10 @@ ROUTING: dict[str, Any] = {
     # The bar sits at the bottom of the crowd's range: an annotator of true accuracy 0.6 or
     # better is kept with 97.5% confidence at each check; the spammer goes as soon as the data
     # rule 0.6 out. min_gold 12: no verdict on a handful of answers.
-    "quality": {"min_gold": 12, "suspend_below": 0.6},
+    # Refit interval 0: the scheduler's refit pass, run once a round below, refits the
+    # Dawid-Skene model whenever a round brought new labels.
+    "quality": {"min_gold": 12, "suspend_below": 0.6, "refit_interval_s": 0}
+    | ({"confusion_model": CONFUSION_MODEL} if CONFUSION_MODEL else {}),
     # A weaker annotator prior than the default Beta(4, 1), worth 3 gold answers instead of 5,
     # so that gold evidence dominates sooner, in the suspension rule and the consensus weights
     # alike: under Beta(4, 1) a spammer's upper bound stays above 0.6 until ~25 gold answers.
@@ -255,7 +261,8 @@ def run_campaign(
                 headers=auth(ann.key),
             )
             assert resp.status_code == 201, resp.text
-        jobs()  # consensus on this round's labels
+        schedule_refits()  # the scheduler's refit pass: this round's labels make the project due
+        jobs()  # the refit, then consensus on this round's labels
         if not list_all(client, project, status="routed"):  # (gold is not listed)
             break
         stalled = 0 if served else stalled + 1
