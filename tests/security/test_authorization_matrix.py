@@ -84,6 +84,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/projects/{pid:str}/audit"): _r("ops"),
     ("GET", "/v1/projects/{pid:str}/export"): _r("ops", "producer"),
     ("GET", "/v1/projects/{pid:str}/metrics"): _r("ops"),
+    ("POST", "/v1/projects/{pid:str}/quality/refit"): _r("ops"),
     ("POST", "/v1/projects/{pid:str}/webhooks"): _r("ops", body="webhook"),
     ("GET", "/v1/projects/{pid:str}/webhooks"): _r("ops"),
     ("GET", "/v1/projects/{pid:str}/webhooks/{hid:str}"): _r("ops", objects=("own", "other")),
