@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
+TEST_WORKERS ?= 2
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install run serve test test-unit lint format bench clean demo
@@ -22,7 +23,7 @@ run: $(STAMP) ## the service on the embedded default (SQLite + in-process Redis 
 serve: run
 
 test: $(STAMP) ## the whole suite (real Redis/PostgreSQL too when ROUTER_TEST_*_URL are set)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -241,20 +241,23 @@ _OPEN_MANY = (
 local p = ARGV[1]
 for j = 2, #ARGV, 4 do
   local item, tier, prio, wanted = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-  local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
-  local free = wanted - leased
-  if free < 0 then free = 0 end
-  redis.call('HSET', fk(p, item), item, free)
-  if redis.call('HEXISTS', lk(p, item), item) == 0 then
-    redis.call('HSET', lk(p, item), item, 0)
-  end
-  for _, t in ipairs({'crowd', 'expert'}) do
-    if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
-  end
-  if free > 0 then
-    redis.call('ZADD', p .. 'q:' .. tier, prio, item)
-  else
-    redis.call('ZREM', p .. 'q:' .. tier, item)
+  -- A settled item is never opened again (as in _OPEN).
+  if redis.call('SISMEMBER', p .. 'closed', item) == 0 then
+    local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
+    local free = wanted - leased
+    if free < 0 then free = 0 end
+    redis.call('HSET', fk(p, item), item, free)
+    if redis.call('HEXISTS', lk(p, item), item) == 0 then
+      redis.call('HSET', lk(p, item), item, 0)
+    end
+    for _, t in ipairs({'crowd', 'expert'}) do
+      if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
+    end
+    if free > 0 then
+      redis.call('ZADD', p .. 'q:' .. tier, prio, item)
+    else
+      redis.call('ZREM', p .. 'q:' .. tier, item)
+    end
   end
 end
 return 1

@@ -113,3 +113,14 @@ def test_an_item_the_annotator_had_is_not_assigned_again_when_redis_forgot(
     assert second["item_id"] != first["item_id"]
     assert {first["item_id"], second["item_id"]} == set(ids.values())
     assert claim(client, project, ann, expect=204) is None
+
+
+def test_a_settled_item_is_not_reopened_by_a_batched_open(runtime):
+    """A scoring job run again after its items settled must not give them slots back."""
+    store = runtime.assignments
+    store.open_items("p1", [("item-a", "crowd", 0.5, 2), ("item-b", "crowd", 0.4, 2)])
+    store.close_item("p1", "item-a")
+    store.open_items("p1", [("item-a", "crowd", 0.5, 2), ("item-b", "crowd", 0.4, 2)])
+    assert store.slots("p1", "item-a") == (None, None)
+    assert store.slots("p1", "item-b") == (2, 0)
+    assert [member for member, _ in store.top("p1", "crowd")] == ["item-b"]

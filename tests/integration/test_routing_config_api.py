@@ -475,7 +475,9 @@ def _db_snapshot(runtime) -> dict[str, Any]:
 
 def _redis_snapshot(runtime) -> dict[str, Any]:
     r = runtime.redis
-    out: dict[str, Any] = {"dbsize": r.dbsize()}
+    # The rate limiter's counters (one key per key and window) come and go with every request.
+    counters = sum(1 for _ in r.scan_iter("lr:rl:*"))
+    out: dict[str, Any] = {"dbsize": r.dbsize() - counters}
     for key in sorted(r.scan_iter("lr:*")):
         if key.startswith(b"lr:rl:"):  # the rate limiter's request counters count every request
             continue
