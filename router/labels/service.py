@@ -135,7 +135,6 @@ def submit_label(
             raise
         view = _view(label)
         view_tier = assignment.tier
-        is_gold = item.is_gold
         project_id, item_id = project.id, item.id
     if suspended:
         # Their labels no longer count: the open items they labeled want a label more.
@@ -145,11 +144,12 @@ def submit_label(
             log.warning(
                 "could not reopen the items of suspended annotator %s", assignment.annotator_id
             )
-    if not is_gold:
-        try:
-            jobs.enqueue_consensus(project_id, item_id)
-        except Exception:  # the reconciler re-checks items whose labels are all in
-            log.warning("could not schedule consensus for item %s", item_id)
+    # Gold labels are marked too, so that they take the very same path as routed ones (nothing
+    # in their timing tells them apart); the consensus job leaves gold items alone.
+    try:
+        jobs.enqueue_consensus(project_id, item_id)
+    except Exception:  # the reconciler re-checks items whose labels are all in
+        log.warning("could not schedule consensus for item %s", item_id)
     metrics.LABELS_SUBMITTED.labels(tier=view_tier).inc()
     return view, True
 
