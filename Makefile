@@ -23,7 +23,8 @@ run: $(STAMP) ## the service on the embedded default (SQLite + in-process Redis 
 serve: run
 
 test: $(STAMP) ## the whole suite (real Redis/PostgreSQL too when ROUTER_TEST_*_URL are set)
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not timing"
+	$(BIN)/pytest -m timing
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -14,6 +14,7 @@ import string
 import time
 from typing import Any
 
+import pytest
 from scipy.stats import ks_2samp
 
 from tests.conftest import auth
@@ -40,6 +41,7 @@ def _routing() -> dict[str, Any]:
     )
 
 
+@pytest.mark.timing
 def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs):
     rng = random.Random(8)
     project = new_project(client, admin, routing=_routing())
