@@ -6,17 +6,16 @@ and no code path (and no HTTP route) updates or deletes an event.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from sqlalchemy import Select, and_, or_, select
 from sqlmodel import Session, col
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
+from router.db.cursor import decode_cursor, encode_cursor
 from router.db.database import Database, as_utc
 from router.db.models import ApiKey, AuditEvent
 from router.errors import InvalidInput
@@ -75,7 +74,7 @@ def _check(action: str | None, cursor: str | None, limit: int) -> tuple[datetime
                 "characters)",
             }
         )
-    after = _decode_cursor(cursor, problems) if cursor else None
+    after = decode_cursor(cursor, problems) if cursor else None
     if problems:
         raise InvalidInput("invalid audit listing parameters", extra=problems)
     return after
@@ -115,7 +114,7 @@ def _page(
     last = rows[-1][0] if rows else None
     return AuditPage(
         events=events,
-        next_cursor=_encode_cursor(last.created_at, last.id) if more and last else None,
+        next_cursor=encode_cursor(last.created_at, last.id) if more and last else None,
     )
 
 
@@ -132,20 +131,3 @@ def _view(event: AuditEvent, key_name: str | None) -> dict[str, Any]:
         "detail": event.detail,
         "created_at": as_utc(event.created_at).isoformat().replace("+00:00", "Z"),
     }
-
-
-def _encode_cursor(created_at: datetime, event_id: str) -> str:
-    raw = msgspec.json.encode([as_utc(created_at).isoformat(), event_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, problems: list[dict[str, str]]) -> tuple[datetime, str] | None:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, last_id = msgspec.json.decode(raw, type=tuple[str, str])
-        return as_utc(datetime.fromisoformat(ts)), last_id
-    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        problems.append(
-            {"field": "cursor", "message": "not a cursor this service issued; use next_cursor"}
-        )
-        return None

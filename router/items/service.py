@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
@@ -17,6 +15,7 @@ from sqlmodel import Session, col
 from router import audit
 from router.auth.keys import Role
 from router.auth.principal import Principal
+from router.db.cursor import decode_cursor, encode_cursor
 from router.db.database import Database, as_utc
 from router.db.models import Item, Prediction, new_id, utcnow
 from router.errors import InvalidInput, NotFound
@@ -210,7 +209,7 @@ def list_items(
         problems.append({"field": "tier", "message": f"must be one of {', '.join(TIERS)}"})
     if not 1 <= limit <= 1000:
         problems.append({"field": "limit", "message": "must be between 1 and 1000"})
-    after = _decode_cursor(cursor, problems) if cursor else None
+    after = decode_cursor(cursor, problems) if cursor else None
     if problems:
         raise InvalidInput("invalid listing parameters", extra=problems)
     with db.read() as session:
@@ -239,7 +238,7 @@ def list_items(
     gold_flag = actor.role is not Role.PRODUCER
     return ItemPage(
         items=[item_view(r, with_gold_flag=gold_flag) for r in rows],
-        next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
+        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
     )
 
 
@@ -276,20 +275,3 @@ def item_view(item: Item, *, with_gold_flag: bool) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
-def _encode_cursor(item: Item) -> str:
-    raw = msgspec.json.encode([as_utc(item.created_at).isoformat(), item.id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, problems: list[dict[str, str]]) -> tuple[datetime, str] | None:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, last_id = msgspec.json.decode(raw, type=tuple[str, str])
-        return datetime.fromisoformat(ts), last_id
-    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        problems.append(
-            {"field": "cursor", "message": "not a cursor this service issued; use next_cursor"}
-        )
-        return None

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
 from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 
 from router import audit
 from router.auth.keys import Role
 from router.auth.principal import Principal
-from router.db.database import Database, as_utc
+from router.db.cursor import decode_cursor, encode_cursor
+from router.db.database import Database
 from router.db.models import Webhook, WebhookDelivery, new_id, utcnow
 from router.errors import InvalidInput, NotFound
 from router.projects.service import get_project
@@ -305,7 +303,7 @@ def list_deliveries(
         problems.append({"field": "status", "message": f"one of {', '.join(_STATUSES)}"})
     if not 1 <= limit <= MAX_LIMIT:
         problems.append({"field": "limit", "message": f"must be between 1 and {MAX_LIMIT}"})
-    after = _decode_cursor(cursor, problems) if cursor else None
+    after = decode_cursor(cursor, problems) if cursor else None
     if problems:
         raise InvalidInput("invalid delivery log parameters", extra=problems)
     created, delivery_id = col(WebhookDelivery.created_at), col(WebhookDelivery.id)
@@ -330,7 +328,7 @@ def list_deliveries(
         )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
     return [_delivery_view(d) for d in rows], next_cursor
 
 
@@ -348,20 +346,3 @@ def _delivery_view(d: WebhookDelivery) -> dict[str, Any]:
         "delivered_at": iso(d.delivered_at),
         "created_at": iso(d.created_at),
     }
-
-
-def _encode_cursor(created_at: datetime, delivery_id: str) -> str:
-    raw = msgspec.json.encode([as_utc(created_at).isoformat(), delivery_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, problems: list[dict[str, str]]) -> tuple[datetime, str] | None:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, last_id = msgspec.json.decode(raw, type=tuple[str, str])
-        return as_utc(datetime.fromisoformat(ts)), last_id
-    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        problems.append(
-            {"field": "cursor", "message": "not a cursor this service issued; use next_cursor"}
-        )
-        return None
