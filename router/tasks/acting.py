@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from router.auth.keys import Role
@@ -10,24 +10,15 @@ from router.auth.principal import Principal
 from router.db.models import Annotator
 from router.errors import ClientError, Forbidden, NotFound
 
-__all__ = ["acting_annotator", "acting_condition", "check_acting", "require_active"]
-
-
-def acting_condition(principal: Principal, x_annotator: str | None) -> ColumnElement[bool] | None:
-    """The annotator row the caller may act for, as a condition on `annotator` (to be joined
-    within the project); None when the caller may act for none (`check_acting` says why)."""
-    if principal.role is Role.ANNOTATOR:
-        return col(Annotator.id) == principal.annotator_id
-    if principal.role in (Role.TOOL, Role.ADMIN) and x_annotator:
-        return col(Annotator.external_id) == x_annotator
-    return None
+__all__ = ["acting_annotator", "check_acting", "require_active"]
 
 
 def check_acting(
     principal: Principal, project_id: str, x_annotator: str | None, annotator: Annotator | None
 ) -> Annotator:
-    """`acting_annotator` for a row already read: `annotator` is the project's row matching
-    `acting_condition`, or None. Same refusals, in the same order."""
+    """`acting_annotator` for a row already read: `annotator` is the project's row the caller
+    names (an annotator key: its own; a tool or admin key: X-Annotator), or None. Same
+    refusals, in the same order."""
     if principal.role is Role.ANNOTATOR:
         if annotator is None:
             raise NotFound(f"project {project_id!r} not found")
