@@ -6,6 +6,13 @@ Counts do not depend on how busy the machine is, so they show what an optimizati
 where timings on a shared machine cannot. Each request is counted after a first, warm loop
 (the auth cache and the routing-config cache are then warm, as they are under load); the
 median over a few loops is reported. A Redis pipeline counts as one command (one round trip).
+Transactions are those the driver opens and ends itself (on PostgreSQL a BEGIN and a COMMIT or
+ROLLBACK round trip each, on top of the statements; SQLite's BEGIN is issued as SQL and counted
+among the statements); statements run in autocommit are not in one.
+
+Also the CPU of the service calls alone (`next_task`, `submit_label`, without HTTP), as the
+calling thread's CPU time per call, median of 5 batches of 60: CPU time moves much less with
+the machine's load than wall time does.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from bench.stack import production_urls, reset_production
 
 NAME = "calls"
 ROUNDS = 5
-KINDS = ("sql", "checkout", "redis")
+KINDS = ("sql", "transaction", "checkout", "redis")
+CPU_BATCHES, CPU_BATCH = 5, 60
 CLASSES = ["billing", "technical", "account", "sales", "other"]
 
 
@@ -65,7 +73,7 @@ def _client(shape: str) -> Iterator[Any]:
             os.environ.update(saved)
 
 
-def _count(shape: str) -> dict[str, dict[str, int]]:
+def _count(shape: str) -> dict[str, Any]:
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -90,7 +98,8 @@ def _count(shape: str) -> dict[str, dict[str, int]]:
         ).json()
         key = {"Authorization": f"Bearer {ann['api_key']}"}
         lines = b"\n".join(
-            b'{"external_id": "c-%d", "payload": {"text": "x"}}' % i for i in range(10)
+            b'{"external_id": "c-%d", "payload": {"text": "x"}}' % i
+            for i in range(ROUNDS + 1 + CPU_BATCHES * CPU_BATCH + 10)
         )
         resp = client.post(
             f"/v1/projects/{pid}/items",
@@ -111,8 +120,13 @@ def _count(shape: str) -> dict[str, dict[str, int]]:
         def on_checkout(*_a: Any, **_k: Any) -> None:
             counts["checkout"] += 1
 
+        def on_begin(conn: Any) -> None:
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                counts["transaction"] += 1
+
         for engine in engines.values():
             event.listen(engine, "before_cursor_execute", on_sql)
+            event.listen(engine, "begin", on_begin)
             event.listen(engine.pool, "checkout", on_checkout)
         original = rt.redis.execute_command
 
@@ -153,14 +167,45 @@ def _count(shape: str) -> dict[str, dict[str, int]]:
         rt.redis.execute_command = original
         rt.redis.pipeline = original_pipeline
         # The median over rounds: a claim sometimes also records that gold ran out.
-        out = {
+        out: dict[str, Any] = {
             call: {k: int(statistics.median(c[k] for c in cs)) for k in KINDS}
             for call, cs in samples.items()
         }
         for engine in engines.values():
             event.remove(engine, "before_cursor_execute", on_sql)
+            event.remove(engine, "begin", on_begin)
             event.remove(engine.pool, "checkout", on_checkout)
-        return out
+        return {**out, "cpu_ms": _service_cpu(rt, pid, str(ann["api_key"]))}
+
+
+def _service_cpu(rt: Any, pid: str, key: str) -> dict[str, float]:
+    """Thread CPU (ms) per `next_task` and per `submit_label` call, median of the batches."""
+    import time
+
+    from router.labels.service import LabelInput, submit_label
+    from router.tasks.service import next_task
+
+    principal = rt.keys.resolve(f"Bearer {key}")
+    nxt, lab = [], []
+    for _ in range(CPU_BATCHES):
+        t0 = time.thread_time()
+        tasks = [next_task(rt.db, rt.assignments, principal, pid, None) for _ in range(CPU_BATCH)]
+        t1 = time.thread_time()
+        for task in tasks:
+            assert task is not None
+            submit_label(
+                rt.db,
+                rt.assignments,
+                rt.jobs,
+                principal,
+                task.assignment_id,
+                None,
+                LabelInput(label="sales"),
+            )
+        t2 = time.thread_time()
+        nxt.append(1000 * (t1 - t0) / CPU_BATCH)
+        lab.append(1000 * (t2 - t1) / CPU_BATCH)
+    return {"tasks/next": statistics.median(nxt), "label": statistics.median(lab)}
 
 
 def run(args: Any) -> dict[str, Any]:
@@ -169,22 +214,36 @@ def run(args: Any) -> dict[str, Any]:
     for shape in shapes:
         counts = _count(shape)
         runs[shape] = counts
-        for call, c in counts.items():
+        cpu = counts["cpu_ms"]
+        for call in ("tasks/next", "label"):
+            c = counts[call]
             rows.append(
                 [
                     f"{shape} {call}",
                     str(c.get("sql", 0)),
+                    str(c.get("transaction", 0)),
                     str(c.get("checkout", 0)),
                     str(c.get("redis", 0)),
+                    f"{cpu[call]:.2f}",
                 ]
             )
     return {
         "name": NAME,
-        "columns": ["request", "SQL statements", "connection checkouts", "Redis commands"],
+        "columns": [
+            "request",
+            "SQL statements",
+            "transactions",
+            "connection checkouts",
+            "Redis commands",
+            "service CPU ms",
+        ],
         "rows": rows,
         "notes": [
-            "statements include BEGIN/COMMIT issued as SQL; with pool_pre_ping every checkout "
-            "also costs a round trip"
+            "statements include BEGIN/COMMIT issued as SQL (SQLite); on PostgreSQL each "
+            "transaction adds a BEGIN and a COMMIT/ROLLBACK round trip; with pool_pre_ping every "
+            "checkout also costs a round trip",
+            "service CPU: thread CPU per call of next_task / submit_label without HTTP, median "
+            f"of {CPU_BATCHES} batches of {CPU_BATCH}",
         ],
         "runs": runs,
     }

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -60,7 +60,7 @@ def _sqlite_engine(url: str, *, echo: bool, immediate: bool) -> Engine:
 class Database:
     """Transaction scopes over one database. Thread-safe; one per process."""
 
-    __slots__ = ("__weakref__", "_read_engine", "engine", "is_sqlite", "url")
+    __slots__ = ("__weakref__", "_autocommit_engine", "_read_engine", "engine", "is_sqlite", "url")
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -82,6 +82,12 @@ class Database:
                 max_overflow=20,
             )
             self._read_engine = self.engine
+        # Shares the engine's pool; its connections run each statement in its own transaction.
+        self._autocommit_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         # A forked child must not use the parent's pooled connections (they belong to the
         # parent's sessions); it opens its own.
         ref = weakref.ref(self)
@@ -107,6 +113,28 @@ class Database:
         """
         with _unavailable_on_outage(), Session(self._read_engine, expire_on_commit=False) as s:
             yield s
+
+    @contextmanager
+    def statements(self, *, write: bool) -> Iterator[Connection]:
+        """A Core connection for a few statements that need no transaction around them.
+
+        On PostgreSQL each statement commits on its own (autocommit: no BEGIN and COMMIT round
+        trips; the hot paths of the work loop use this where one statement is the unit of
+        change). On SQLite it is one transaction (a write transaction when `write`), committed
+        when the block ends and rolled back on any error.
+        """
+        if self.is_sqlite:
+            engine = self.engine if write else self._read_engine
+            with _unavailable_on_outage(), engine.connect() as conn:
+                try:
+                    yield conn
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return
+        with _unavailable_on_outage(), self._autocommit_engine.connect() as conn:
+            yield conn
 
     def ping(self) -> None:
         with self.read() as s:

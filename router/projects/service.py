@@ -31,6 +31,7 @@ __all__ = [
     "label_schema_of",
     "list_projects",
     "routing_config",
+    "routing_config_of",
 ]
 
 _KEY_ROLES = (Role.OPS, Role.PRODUCER, Role.TOOL)
@@ -133,6 +134,15 @@ def routing_config(session: Session, project: Project) -> RoutingConfig:
     with _config_lock:
         _config_cache[cache_key] = config
     return config
+
+
+def routing_config_of(db: Database, project: Project) -> RoutingConfig:
+    """`routing_config` outside a transaction: from the cache, else read in one."""
+    cached = _config_cache.get((project.id, project.routing_version))
+    if cached is not None:
+        return cached
+    with db.read() as session:
+        return routing_config(session, project)
 
 
 def create_key(

@@ -10,7 +10,34 @@ from router.auth.principal import Principal
 from router.db.models import Annotator
 from router.errors import ClientError, Forbidden, NotFound
 
-__all__ = ["acting_annotator", "require_active"]
+__all__ = ["acting_annotator", "check_acting", "require_active"]
+
+
+def check_acting(
+    principal: Principal, project_id: str, x_annotator: str | None, annotator: Annotator | None
+) -> Annotator:
+    """`acting_annotator` for a row already read: `annotator` is the project's row the caller
+    names (an annotator key: its own; a tool or admin key: X-Annotator), or None. Same
+    refusals, in the same order."""
+    if principal.role is Role.ANNOTATOR:
+        if annotator is None:
+            raise NotFound(f"project {project_id!r} not found")
+        if x_annotator is not None and x_annotator != annotator.external_id:
+            raise Forbidden("an annotator key acts only for its own annotator; drop X-Annotator")
+        return annotator
+    if principal.role not in (Role.TOOL, Role.ADMIN):
+        msg = (
+            f"a {principal.role.value} key may not work on tasks; use the annotator's own key "
+            "or a tool key with the header X-Annotator"
+        )
+        raise Forbidden(msg)
+    if not x_annotator:
+        raise ClientError(
+            "a tool key must name the annotator it acts for: X-Annotator: <external_id>"
+        )
+    if annotator is None:
+        raise NotFound(f"annotator {x_annotator!r} not found in project {project_id!r}")
+    return annotator
 
 
 def acting_annotator(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Annotated, Any
 
 import msgspec
@@ -42,7 +42,8 @@ class TaskController(Controller):
         task = service.next_task(runtime.db, runtime.assignments, principal, pid, x_annotator)
         if task is None:
             return Response(None, status_code=204)
-        return Response(TaskOut(**asdict(task)))
+        # Not `asdict`: it deep-copies the payload and the label schema on every claim.
+        return Response(TaskOut(**{f.name: getattr(task, f.name) for f in fields(task)}))
 
     @post(
         "/gold",

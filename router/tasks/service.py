@@ -6,22 +6,33 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    false,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, Assignment, Item, Project, new_id
 from router.errors import Conflict, NotFound, ServiceUnavailable
 from router.observability import metrics
-from router.projects.service import get_project, routing_config
+from router.projects.service import routing_config_of
 from router.quality.alerts import flag_gold_exhausted
-from router.queueing.assignments import AssignmentStore, ReapedLease
+from router.queueing.assignments import AssignmentStore, Claim, ReapedLease
 from router.routing.config import RoutingConfig
-from router.tasks.acting import acting_annotator, require_active
+from router.tasks.acting import acting_annotator, check_acting, require_active
 
 __all__ = [
     "Task",
@@ -64,11 +75,9 @@ def next_task(
     x_annotator: str | None,
 ) -> Task | None:
     """Lease the best item for this annotator and record the assignment; None if none is left."""
-    with db.read() as session:
-        project = get_project(session, principal, project_id)
-        annotator = acting_annotator(session, principal, project_id, x_annotator)
-        require_active(annotator)
-        config = routing_config(session, project)
+    project, annotator = _claimant(db, principal, project_id, x_annotator)
+    require_active(annotator)
+    config = routing_config_of(db, project)
     tiers = [annotator.tier]
     if annotator.tier == "expert" and config.experts.take_crowd_work:
         tiers.append("crowd")
@@ -84,6 +93,60 @@ def next_task(
 
 
 _CLAIM_ATTEMPTS = 5
+
+# The hot statements of the claim are Core: an ORM statement costs several times the CPU
+# of the round trip it makes.
+_PROJECT = cast("Table", Project.__table__)  # type: ignore[attr-defined]
+_ANNOTATOR = cast("Table", Annotator.__table__)  # type: ignore[attr-defined]
+_ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
+_ASSIGNMENT = cast("Table", Assignment.__table__)  # type: ignore[attr-defined]
+
+
+def _claimant_query(by: ColumnElement[bool]) -> Select[Any]:
+    on = (_ANNOTATOR.c.project_id == _PROJECT.c.id) & by
+    return (
+        select(
+            *(c.label("p_" + c.name) for c in _PROJECT.c),
+            *(c.label("a_" + c.name) for c in _ANNOTATOR.c),
+        )
+        .select_from(_PROJECT.outerjoin(_ANNOTATOR, on))
+        .where(_PROJECT.c.id == bindparam("project_id"))
+    )
+
+
+# Built once: a statement built per call costs more CPU than its round trip.
+_CLAIMANT_BY_ID = _claimant_query(_ANNOTATOR.c.id == bindparam("annotator"))
+_CLAIMANT_BY_EXTERNAL_ID = _claimant_query(_ANNOTATOR.c.external_id == bindparam("annotator"))
+_PROJECT_ONLY = _claimant_query(false())
+_ITEM_PAYLOAD = select(_ITEM.c.payload).where(_ITEM.c.id == bindparam("item_id"))
+_INSERT_ASSIGNMENT = insert(_ASSIGNMENT)
+
+
+def _claimant(
+    db: Database, principal: Principal, project_id: str, x_annotator: str | None
+) -> tuple[Project, Annotator]:
+    """The project and the annotator the caller acts for, in one statement (404/403 as
+    `get_project` then `acting_annotator` would refuse)."""
+    principal.require_project(project_id)
+    if principal.role is Role.ANNOTATOR:
+        query, annotator_key = _CLAIMANT_BY_ID, principal.annotator_id
+    elif principal.role in (Role.TOOL, Role.ADMIN) and x_annotator:
+        query, annotator_key = _CLAIMANT_BY_EXTERNAL_ID, x_annotator
+    else:  # may act for no one: `check_acting` says why, once the project is known to exist
+        query, annotator_key = _PROJECT_ONLY, None
+    params = {"project_id": project_id, "annotator": annotator_key}
+    with db.statements(write=False) as conn:
+        row = conn.execute(query, params).mappings().first()
+    if row is None:
+        raise NotFound(f"project {project_id!r} not found")
+    # Plain holders of the row's values (never added to a session).
+    project = Project.model_construct(**{c.name: row["p_" + c.name] for c in _PROJECT.c})
+    annotator = (
+        Annotator.model_construct(**{c.name: row["a_" + c.name] for c in _ANNOTATOR.c})
+        if row["a_id"] is not None
+        else None
+    )
+    return project, check_acting(principal, project_id, x_annotator, annotator)
 
 
 class _AlreadyAssigned(Exception):
@@ -119,43 +182,18 @@ def _claim_once(
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     expires = now + timedelta(milliseconds=lease_ms)
     try:
-        with db.session() as session:
-            mark_expired(session, claim.reaped)
-            if claim.gold_exhausted and annotator.gold_exhausted_at is None:
-                marked = (
-                    session.connection()
-                    .execute(
-                        update(Annotator)
-                        .where(
-                            col(Annotator.id) == annotator.id,
-                            col(Annotator.gold_exhausted_at).is_(None),
-                        )
-                        .values(gold_exhausted_at=now)
-                    )
-                    .rowcount
+        if claim.gold_exhausted and annotator.gold_exhausted_at is None:
+            # Rare: the flag and its event are written in one transaction with the claim.
+            with db.session() as session:
+                _flag_gold_exhausted(session, project, annotator, config, now)
+                task = _record_claim(
+                    session.connection(), claim, project, annotator, assignment_id, now, expires
                 )
-                if marked:  # only the claim that raised the flag tells the hooks
-                    flag_gold_exhausted(session, project, annotator, config)
-            if claim.item_id is None:
-                metrics.LEASES_EXPIRED.inc(len(claim.reaped))
-                return None
-            item = session.get(Item, claim.item_id)
-            if item is None:  # Redis held an item the database no longer has
-                raise NotFound(f"item {claim.item_id!r} vanished")
-            session.add(
-                Assignment(
-                    id=assignment_id,
-                    project_id=project_id,
-                    item_id=item.id,
-                    annotator_id=annotator.id,
-                    tier=claim.tier,
-                    status="leased",
-                    config_version=project.routing_version,
-                    leased_at=now,
-                    lease_expires_at=expires,
-                )
-            )
-            task = _task(assignment_id, item, project, expires)
+        else:
+            # Each statement is its own unit of change (autocommit on PostgreSQL): marking
+            # the reaped leases expired, then the assignment.
+            with db.statements(write=True) as conn:
+                task = _record_claim(conn, claim, project, annotator, assignment_id, now, expires)
     except IntegrityError:
         if claim.item_id is None:
             raise
@@ -173,19 +211,73 @@ def _claim_once(
     return task
 
 
-def _task(assignment_id: str, item: Item, project: Project, expires: datetime) -> Task:
+def _flag_gold_exhausted(
+    session: Session, project: Project, annotator: Annotator, config: RoutingConfig, now: datetime
+) -> None:
+    marked = (
+        session.connection()
+        .execute(
+            update(Annotator)
+            .where(
+                col(Annotator.id) == annotator.id,
+                col(Annotator.gold_exhausted_at).is_(None),
+            )
+            .values(gold_exhausted_at=now)
+        )
+        .rowcount
+    )
+    if marked:  # only the claim that raised the flag tells the hooks
+        flag_gold_exhausted(session, project, annotator, config)
+
+
+def _record_claim(
+    conn: Connection,
+    claim: Claim,
+    project: Project,
+    annotator: Annotator,
+    assignment_id: str,
+    now: datetime,
+    expires: datetime,
+) -> Task | None:
+    """Mark the reaped leases expired, read the item and insert its assignment."""
+    mark_expired(conn, claim.reaped)
+    if claim.item_id is None:
+        return None
+    payload = conn.execute(_ITEM_PAYLOAD, {"item_id": claim.item_id}).scalar_one_or_none()
+    if payload is None:  # Redis held an item the database no longer has
+        raise NotFound(f"item {claim.item_id!r} vanished")
+    conn.execute(
+        _INSERT_ASSIGNMENT,
+        {
+            "id": assignment_id,
+            "project_id": project.id,
+            "item_id": claim.item_id,
+            "annotator_id": annotator.id,
+            "tier": claim.tier,
+            "status": "leased",
+            "config_version": project.routing_version,
+            "leased_at": now,
+            "lease_expires_at": expires,
+        },
+    )
+    return _task(assignment_id, claim.item_id, payload, project, expires)
+
+
+def _task(
+    assignment_id: str, item_id: str, payload: dict[str, Any], project: Project, expires: datetime
+) -> Task:
     # Gold and routed items take exactly this path: the response cannot tell them apart.
     return Task(
         assignment_id=assignment_id,
-        item_id=item.id,
-        payload=item.payload,
+        item_id=item_id,
+        payload=payload,
         label_schema=project.label_schema,
         rubric_version=project.rubric_version,
         lease_expires_at=as_utc(expires).isoformat().replace("+00:00", "Z"),
     )
 
 
-def mark_expired(session: Session, reaped: list[ReapedLease]) -> None:
+def mark_expired(session: Session | Connection, reaped: list[ReapedLease]) -> None:
     """Record in the database the leases Redis returned to their queues."""
     ids = [r.assignment_id for r in reaped]
     if ids:
@@ -244,17 +336,36 @@ def load_assignment(
     lock so that gold and routed labels do the same database work (nothing in their timing
     tells them apart).
     """
-    assignment = session.get(Assignment, assignment_id, with_for_update=True)
+    # One statement reads and locks both rows (FOR NO KEY UPDATE: it excludes a second label
+    # or release of this assignment, and lets the foreign-key checks of inserts through).
+    row = session.execute(
+        select(Assignment, Annotator)
+        .join(Annotator, col(Annotator.id) == col(Assignment.annotator_id))
+        .where(col(Assignment.id) == assignment_id)
+        .with_for_update(key_share=True, of=[Assignment, Annotator])
+    ).first()
     missing = NotFound(f"assignment {assignment_id!r} not found")
-    if assignment is None:
+    if row is None:
         raise missing
+    assignment, annotator = cast("tuple[Assignment, Annotator]", tuple(row))
+    if _acts_for(principal, x_annotator, assignment, annotator):
+        annotator = check_acting(principal, assignment.project_id, x_annotator, annotator)
+        require_active(annotator)
+        return assignment
+    # Not the caller's assignment: refuse exactly as reading the caller's annotator would.
     try:
-        annotator = acting_annotator(
-            session, principal, assignment.project_id, x_annotator, lock=True
-        )
+        acting_annotator(session, principal, assignment.project_id, x_annotator)
     except NotFound:
         raise missing from None
-    if annotator.id != assignment.annotator_id:
-        raise missing
-    require_active(annotator)
-    return assignment
+    raise missing
+
+
+def _acts_for(
+    principal: Principal, x_annotator: str | None, assignment: Assignment, annotator: Annotator
+) -> bool:
+    """Whether the assignment's annotator is the one the caller acts for."""
+    if principal.role is not Role.ADMIN and principal.project_id != assignment.project_id:
+        return False
+    if principal.role is Role.ANNOTATOR:
+        return principal.annotator_id == annotator.id
+    return principal.role in (Role.TOOL, Role.ADMIN) and x_annotator == annotator.external_id
