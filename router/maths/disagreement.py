@@ -19,6 +19,7 @@ from router.maths.uncertainty import (
     UNCERTAINTY_MEASURES,
     as_probability_batch,
     entropy_from,
+    neg_sum_plogp,
     shannon_entropy,
 )
 
@@ -49,11 +50,9 @@ def committee_mean(P: npt.ArrayLike) -> NDArray[np.float64]:
         ``pbar`` of shape (N, K), the mean over the M models.
     """
     arr = _committee(P)
-    # Members added in order then divided, as arr.mean(axis=1) does (same values), without
-    # the strided reduction over the short model axis (about 2x faster).
-    total = arr[:, 0].copy()
-    for j in range(1, arr.shape[1]):
-        total += arr[:, j]
+    # einsum reduces the short model axis in one contiguous pass (about 3x faster than
+    # arr.mean(axis=1) or a loop over strided members; equal to them to a few ulps).
+    total: NDArray[np.float64] = np.einsum("nmk->nk", arr)
     total /= arr.shape[1]
     return total
 
@@ -76,8 +75,9 @@ def vote_entropy(P: npt.ArrayLike) -> NDArray[np.float64]:
     if m == 1:
         return np.zeros(n, dtype=np.float64)
     votes = arr.argmax(axis=2)  # (N, M)
-    counts = np.zeros((n, k), dtype=np.float64)
-    np.add.at(counts, (np.arange(n)[:, None], votes), 1.0)
+    # Votes per (item, class) by one bincount over flat indices (np.add.at is ~10x slower).
+    flat = votes + (np.arange(n, dtype=votes.dtype) * k)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=n * k).reshape(n, k).astype(np.float64)
     # Clip: rounding can leave a unanimous or maximally split vote a few ulps outside [0, 1].
     result: NDArray[np.float64] = np.clip(
         shannon_entropy(counts / m) / math.log(min(m, k)), 0.0, 1.0
@@ -106,8 +106,13 @@ def _jensen_shannon(
     if m == 1:
         return np.zeros(n, dtype=np.float64)
     if h_pbar is None:
-        h_pbar = shannon_entropy(arr.mean(axis=1))
-    js = h_pbar - shannon_entropy(arr).mean(axis=1)
+        h_pbar = shannon_entropy(committee_mean(arr))
+    # mean_m H(p_m) = -(1/M) sum over the M*K values of p log p: one reduction per item over
+    # the flattened committee instead of M entropies and a mean.
+    mean_h = np.empty(n, dtype=np.float64)
+    neg_sum_plogp(np.ascontiguousarray(arr).reshape(n, m * k), mean_h)
+    mean_h /= m
+    js = h_pbar - mean_h
     # By concavity of H the divergence is >= 0, but for identical members the two terms cancel
     # only up to rounding, which can leave a tiny negative value; clip it (and the upper end).
     result: NDArray[np.float64] = np.clip(js / math.log(k), 0.0, 1.0)
