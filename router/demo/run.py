@@ -40,8 +40,8 @@ def demo_routing(n_items: int) -> dict[str, Any]:
         # Scarce experts: the tier holds about one item in twenty at once.
         "experts": {"capacity": max(10, n_items // 20)},
         # Gold denser than the default, so that drift (the last 15 gold answers against the
-        # ones before) shows within a one-minute run; the wider margin keeps honest workers'
-        # luck from being flagged as drift on so short a window.
+        # ones before; a fall of more than the default margin, significant at the default
+        # level) shows within a one-minute run.
         # Half of a newcomer's first claims are gold (until 12 gold answers), and a weaker
         # prior on annotators (worth 3 gold answers, not 5): a spammer is caught within their
         # first ~30 claims rather than after doing damage.
@@ -51,7 +51,7 @@ def demo_routing(n_items: int) -> dict[str, Any]:
             "warmup": 12,
         },
         "consensus": {"annotator_prior": {"alpha": 2.0, "beta": 1.0}},
-        "quality": {"drift_window": 15, "drift_margin": 0.35},
+        "quality": {"drift_window": 15},
     }
 
 

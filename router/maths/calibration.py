@@ -20,6 +20,7 @@ __all__ = [
     "ReliabilityTable",
     "brier_score",
     "drift",
+    "drift_p_value",
     "expected_calibration_error",
     "mean_absolute_error_levels",
     "reliability_table",
@@ -143,27 +144,38 @@ def brier_score(confidence: npt.ArrayLike, correct: npt.ArrayLike) -> float:
 
 
 def drift(
-    correct_in_order: npt.ArrayLike, window: int, margin: float, *, min_history: int = 1
+    correct_in_order: npt.ArrayLike,
+    window: int,
+    margin: float,
+    *,
+    min_history: int = 1,
+    alpha: float = 1.0,
 ) -> tuple[float, float, bool]:
     """Recent accuracy on gold against the annotator's history before it.
 
     The recent accuracy is over the last ``window`` answers, the history accuracy over all the
-    answers before them. A drop is flagged when ``history - recent > margin``, provided the
-    window is full and the history has at least ``min_history`` answers.
+    answers before them. A drop is flagged when ``history - recent > margin`` and the drop is
+    significant: the one-sided Fisher exact test (`drift_p_value`) that the recent answers are
+    right less often than the earlier ones gives a p-value of at most ``alpha``. Both are
+    needed: the margin says how large a fall matters, the test that it is not the luck of a
+    short window (an honest worker at 80% gets 11 of 20 right or fewer about once in 100
+    windows, and the check runs after every gold answer).
+    Nothing is flagged before the window is full and the history has ``min_history`` answers.
 
     Args:
         correct_in_order: Whether each gold answer was right, oldest first, shape (n,).
         window: Number N of recent answers (>= 1).
         margin: Allowed fall of accuracy, in [0, 1].
         min_history: Fewest answers before the window needed to flag (>= 1).
+        alpha: Significance level in (0, 1]; 1 flags on the margin alone.
 
     Returns:
         ``(recent_accuracy, history_accuracy, flagged)``; an accuracy over no answers is NaN,
         and then nothing is flagged.
 
     Raises:
-        ValueError: If ``window < 1``, ``min_history < 1``, ``margin`` is not in [0, 1], or
-            ``correct_in_order`` is not 1-D 0/1.
+        ValueError: If ``window < 1``, ``min_history < 1``, ``margin`` is not in [0, 1],
+            ``alpha`` is not in (0, 1], or ``correct_in_order`` is not 1-D 0/1.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -171,12 +183,9 @@ def drift(
         raise ValueError(f"min_history must be >= 1, got {min_history}")
     if not 0.0 <= float(margin) <= 1.0:
         raise ValueError(f"margin must be in [0, 1], got {margin}")
-    hit = np.asarray(correct_in_order)
-    if hit.ndim != 1:
-        raise ValueError(f"correct_in_order must have shape (n,), got {hit.shape}")
-    hit_f = hit.astype(np.float64)
-    if not np.all((hit_f == 0.0) | (hit_f == 1.0)):
-        raise ValueError("correct_in_order must hold booleans or 0/1")
+    if not 0.0 < float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    hit_f = _zero_one(correct_in_order)
     recent = hit_f[-window:]
     history = hit_f[: max(hit_f.size - window, 0)]
     recent_acc = float(recent.mean()) if recent.size else math.nan
@@ -185,8 +194,58 @@ def drift(
         recent.size == window
         and history.size >= min_history
         and history_acc - recent_acc > float(margin)
+        and (alpha >= 1.0 or drift_p_value(hit_f, window) <= alpha)
     )
     return recent_acc, history_acc, bool(flagged)
+
+
+def drift_p_value(correct_in_order: npt.ArrayLike, window: int) -> float:
+    """One-sided Fisher exact p-value that the last ``window`` answers are right less often.
+
+    Given all n answers with c right, the number right among the last ``window`` is
+    hypergeometric under the null (the order of right and wrong answers is exchangeable); the
+    p-value is the probability of as few right as observed, or fewer:
+    ``sum_{j <= x} C(c, j) C(n - c, w - j) / C(n, w)``. Equal to
+    ``scipy.stats.fisher_exact(table, alternative="less")`` on the 2x2 table
+    ``[[recent right, recent wrong], [earlier right, earlier wrong]]``.
+
+    Args:
+        correct_in_order: Whether each gold answer was right, oldest first, shape (n,).
+        window: Number of recent answers (>= 1).
+
+    Returns:
+        The p-value in [0, 1]; 1 when there is no history before the window.
+
+    Raises:
+        ValueError: If ``window < 1`` or ``correct_in_order`` is not 1-D 0/1.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    hit = _zero_one(correct_in_order)
+    n = int(hit.size)
+    w = min(window, n)
+    if w == n:
+        return 1.0
+    c = int(hit.sum())
+    x = int(hit[n - w :].sum())
+    lo = max(0, w - (n - c))
+
+    def log_choose(a: int, b: int) -> float:
+        return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+    total = log_choose(n, w)
+    p = sum(math.exp(log_choose(c, j) + log_choose(n - c, w - j) - total) for j in range(lo, x + 1))
+    return min(1.0, p)
+
+
+def _zero_one(correct_in_order: npt.ArrayLike) -> NDArray[np.float64]:
+    hit = np.asarray(correct_in_order)
+    if hit.ndim != 1:
+        raise ValueError(f"correct_in_order must have shape (n,), got {hit.shape}")
+    hit_f = hit.astype(np.float64)
+    if not np.all((hit_f == 0.0) | (hit_f == 1.0)):
+        raise ValueError("correct_in_order must hold booleans or 0/1")
+    return hit_f
 
 
 def mean_absolute_error_levels(true_level: npt.ArrayLike, given_level: npt.ArrayLike) -> float:

@@ -18,6 +18,7 @@ from router.errors import NotFound
 from router.maths.calibration import (
     brier_score,
     drift,
+    drift_p_value,
     expected_calibration_error,
     mean_absolute_error_levels,
     reliability_table,
@@ -78,7 +79,7 @@ def annotator_quality(
         }
     q = config.quality
     recent, history, drifted = (
-        drift(correct, q.drift_window, q.drift_margin)
+        drift(correct, q.drift_window, q.drift_margin, alpha=q.drift_alpha)
         if correct.size
         else (math.nan, math.nan, False)
     )
@@ -106,6 +107,7 @@ def annotator_quality(
             "window": q.drift_window,
             "recent_accuracy": _num(recent),
             "history_accuracy": _num(history),
+            "p_value": drift_p_value(correct, q.drift_window) if correct.size else None,
             "flagged": drifted,
         },
         "n_labels": n_labels,
@@ -177,7 +179,10 @@ def _flags(
         if conf.mean() - hits.mean() > _OVERCONFIDENCE:
             flags.append("overconfident")
     q = config.quality
-    if scored.correct.size and drift(scored.correct, q.drift_window, q.drift_margin)[2]:
+    if (
+        scored.correct.size
+        and drift(scored.correct, q.drift_window, q.drift_margin, alpha=q.drift_alpha)[2]
+    ):
         flags.append("drift")
     _mean, _lo, hi = accuracy_estimate(record, config)
     if record.n_gold >= q.min_gold and hi < q.suspend_below:

@@ -270,7 +270,11 @@ class QualityConfig(BaseModel):
     """Drift compares accuracy over the annotator's last this-many gold answers ..."""
 
     drift_margin: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
-    """... with their accuracy before them, and flags a fall of more than this."""
+    """... with their accuracy before them, and flags a fall of more than this ..."""
+
+    drift_alpha: float = Field(default=0.01, gt=0.0, le=1.0, allow_inf_nan=False, strict=False)
+    """... when a one-sided Fisher exact test finds the fall significant at this level, in
+    (0, 1]; 1 flags on the margin alone."""
 
     refit_interval_s: float = Field(default=300.0, ge=0.0, allow_inf_nan=False, strict=False)
     """The scheduler refits a project's Dawid-Skene model when it has labels newer than its

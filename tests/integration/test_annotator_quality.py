@@ -54,6 +54,8 @@ def test_quality_reports_accuracy_confusion_calibration_and_drift(client, admin)
         "window": 4,
         "recent_accuracy": 0.0,
         "history_accuracy": 1.0,
+        # One-sided Fisher exact: no right answer among the last 4 of 12 with 8 right.
+        "p_value": pytest.approx(1 / 495),
         "flagged": True,
     }
     assert "drift" in q["flags"]

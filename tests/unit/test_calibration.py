@@ -10,6 +10,7 @@ import pytest
 from router.maths.calibration import (
     brier_score,
     drift,
+    drift_p_value,
     expected_calibration_error,
     mean_absolute_error_levels,
     reliability_table,
@@ -176,3 +177,71 @@ def test_mean_absolute_error_levels_by_hand():
     assert math.isnan(mean_absolute_error_levels([], []))
     with pytest.raises(ValueError):
         mean_absolute_error_levels([0, 1], [0])
+
+
+# -- drift significance -------------------------------------------------------------------
+
+
+def test_drift_p_value_by_hand() -> None:
+    # 8 right then 4 wrong, window 4: all 8 right answers fell before the window. Under the
+    # null the 4 recent answers are 4 draws from 12 with 8 right: P(0 right) = C(4,4)/C(12,4).
+    answers = [1] * 8 + [0] * 4
+    assert drift_p_value(answers, 4) == pytest.approx(1 / 495, rel=1e-12)
+    # One right in the window: P(X <= 1) = (1 + C(8,1) C(4,3)) / C(12,4) = 33/495.
+    assert drift_p_value([1] * 7 + [0] * 4 + [1], 4) == pytest.approx(33 / 495, rel=1e-12)
+    assert drift_p_value([1, 0, 1], 3) == 1.0  # no history
+    assert drift_p_value([0] * 5 + [1] * 5, 5) == pytest.approx(1.0)  # improving: nothing to see
+
+
+def test_drift_p_value_equals_scipy_fisher_exact() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(2, 300))
+        w = int(rng.integers(1, n))
+        hits = rng.random(n) < rng.uniform(0.2, 0.95)
+        x, e = int(hits[-w:].sum()), int(hits[:-w].sum())
+        want = stats.fisher_exact([[x, w - x], [e, n - w - e]], alternative="less").pvalue
+        assert drift_p_value(hits, w) == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+def test_drift_needs_significance_as_well_as_margin() -> None:
+    # History 4/5, recent 2/4: a fall of 0.3 > margin 0.2, but p = 0.31 (not significant).
+    answers = [1, 1, 1, 1, 0, 1, 0, 1, 0]
+    assert drift(answers, 4, 0.2) == (0.5, 0.8, True)
+    assert drift(answers, 4, 0.2, alpha=0.05) == (0.5, 0.8, False)
+    # A long history at 90% and a window of 20 at 40%: both hold.
+    long = [1] * 90 + [0] * 10 + [1] * 8 + [0] * 12
+    assert drift(long, 20, 0.15, alpha=0.05)[2] is True
+    with pytest.raises(ValueError, match="alpha"):
+        drift(answers, 4, 0.2, alpha=0.0)
+
+
+def test_drift_false_alarms_of_a_steady_worker_stay_below_alpha() -> None:
+    # The shipped rule (window 20, margin 0.15, alpha 0.01) checked after every gold answer of
+    # honest workers whose accuracy never changes: the share of checks that flag stays below
+    # alpha, and the share of workers ever flagged over 51 checks near 5% (margin alone: 60%+).
+    rng = np.random.default_rng(11)
+    checks = flagged = ever = ever_margin_only = workers = 0
+    for accuracy in (0.62, 0.75, 0.9):
+        for _ in range(150):
+            answers = rng.random(80) < accuracy
+            runs = [drift(answers[:n], 20, 0.15, alpha=0.01)[2] for n in range(30, 81)]
+            checks += len(runs)
+            flagged += sum(runs)
+            workers += 1
+            ever += any(runs)
+            ever_margin_only += any(drift(answers[:n], 20, 0.15)[2] for n in range(30, 81))
+    assert flagged / checks < 0.01
+    assert ever / workers < 0.10
+    assert ever_margin_only / workers > 0.3
+
+
+def test_drift_catches_a_real_fall() -> None:
+    # The demo's drifter: 0.9 until the middle of the run, 0.3 after; 20 answers after the fall.
+    rng = np.random.default_rng(12)
+    caught = 0
+    for _ in range(200):
+        answers = np.concatenate([rng.random(40) < 0.9, rng.random(20) < 0.3])
+        caught += drift(answers, 20, 0.15, alpha=0.01)[2]
+    assert caught / 200 > 0.95
