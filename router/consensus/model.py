@@ -1,4 +1,4 @@
-"""The consensus model's pure parts: item priors and labelers' confusion matrices from gold.
+"""The consensus model's pure parts: item priors (the labelers' matrices: `annotator_model`).
 
 `router.consensus.service` reads their inputs from the database; `router.simulate` feeds them
 from a replayed campaign. Both then call `router.maths.posterior.item_posteriors`, so an item's
@@ -11,10 +11,9 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from router.maths.posterior import accuracy_posterior, symmetric_confusion
 from router.routing.config import RoutingConfig
 
-__all__ = ["gold_accuracy_confusions", "item_priors", "smoothed_class_prior"]
+__all__ = ["item_priors", "labeler_priors", "smoothed_class_prior"]
 
 
 def smoothed_class_prior(settled_counts: npt.ArrayLike) -> NDArray[np.float64]:
@@ -56,24 +55,18 @@ def item_priors(
     return prior
 
 
-def gold_accuracy_confusions(
-    n_correct: npt.ArrayLike, n_gold: npt.ArrayLike, k: int, config: RoutingConfig
-) -> NDArray[np.float64]:
-    """Labelers' confusion matrices from their gold records: one accuracy each, errors spread.
+def labeler_priors(
+    is_expert: npt.ArrayLike, config: RoutingConfig
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each labeler's Beta prior on accuracy in consensus: ``(alpha, beta)``, shape (L,) each.
 
-    The accuracy is the posterior mean under the config's Beta annotator prior. Full K x K
-    matrices from gold alone are too sparse per row (in the simulated campaign they lost to
-    majority vote on 2 of 8 seeds); a Dawid-Skene refit over all labels is the richer model.
-
-    Args:
-        n_correct: Correct gold answers per labeler, shape (A,).
-        n_gold: Gold answers per labeler, shape (A,).
-        k: Number of classes.
-        config: The routing policy (``consensus.annotator_prior``).
-
-    Returns:
-        Shape (A, K, K), row = true class, column = given label.
+    Expert-tier labelers get ``consensus.expert_prior`` when the config sets one, everyone
+    else (and experts without it) ``consensus.annotator_prior``.
     """
-    p = config.consensus.annotator_prior
-    accuracy, _lo, _hi = accuracy_posterior(n_correct, n_gold, p.alpha, p.beta)
-    return symmetric_confusion(np.atleast_1d(accuracy), k)
+    expert = np.asarray(is_expert, dtype=np.bool_)
+    shared, own = config.consensus.annotator_prior, config.consensus.expert_prior
+    alpha = np.full(expert.shape, shared.alpha, dtype=np.float64)
+    beta = np.full(expert.shape, shared.beta, dtype=np.float64)
+    if own is not None:
+        alpha[expert], beta[expert] = own.alpha, own.beta
+    return alpha, beta

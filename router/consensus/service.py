@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from router import audit
-from router.consensus.model import item_priors, smoothed_class_prior
+from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
 from router.db.database import Database
 from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
 from router.maths.annotator_model import labeler_confusions
@@ -245,13 +245,15 @@ def posteriors(
     # row). Under `refit`: the last Dawid-Skene refit's counts over all labels, with that
     # symmetric matrix as their Dirichlet prior.
     quality = config.quality
-    p = config.consensus.annotator_prior
+    prior_alpha, prior_beta = labeler_priors(
+        [records[a].tier == "expert" for a in annotator_ids], config
+    )
     confusion = labeler_confusions(
         np.array([records[a].n_gold_correct for a in annotator_ids]),
         np.array([records[a].n_gold for a in annotator_ids]),
         k,
-        prior_alpha=p.alpha,
-        prior_beta=p.beta,
+        prior_alpha=prior_alpha,
+        prior_beta=prior_beta,
         refit_counts=(
             refit_counts(session, project_id, annotator_ids, schema)
             if quality.confusion_model == "refit"

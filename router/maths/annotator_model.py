@@ -22,10 +22,14 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
+from router.maths.dawid_skene import DawidSkene, GoldAnswers
 from router.maths.posterior import accuracy_posterior, symmetric_confusion
 from router.maths.uncertainty import index_array
 
-__all__ = ["ConfusionModel", "expected_counts", "labeler_confusions"]
+__all__ = ["ConfusionModel", "expected_counts", "labeler_confusions", "refit_counts_from_labels"]
+
+REFIT_MAX_ITER = 100
+"""EM iterations of a refit at most (it stops earlier once the log-likelihood settles)."""
 
 ConfusionModel = Literal["symmetric", "refit"]
 
@@ -75,13 +79,64 @@ def expected_counts(
     return counts
 
 
+def refit_counts_from_labels(
+    item_index: npt.ArrayLike,
+    worker_index: npt.ArrayLike,
+    label_index: npt.ArrayLike,
+    n_items: int,
+    n_workers: int,
+    k: int,
+    *,
+    gold: GoldAnswers | None,
+    prior_alpha: float,
+    prior_beta: float,
+    init_confusions: npt.ArrayLike | None = None,
+) -> tuple[NDArray[np.float64], DawidSkene]:
+    """The refit: Dawid-Skene over all labels (gold clamped), as expected counts per worker.
+
+    The quality refit job (``router.quality.refit``) and the replay (``labelrouter simulate``)
+    both call this, so the counts that ``labeler_confusions(model="refit")`` blends in are the
+    same in both. The Dirichlet prior of each confusion row is the consensus annotator prior:
+    ``prior_alpha`` on the diagonal and ``prior_beta / (K - 1)`` elsewhere.
+
+    Args:
+        item_index, worker_index, label_index: One entry per label, shape (L,).
+        n_items: Number of items N.
+        n_workers: Number of workers W.
+        k: Number of classes K (>= 2).
+        gold: Known classes of gold items (a mapping item -> class, or (items, classes)).
+        prior_alpha: Beta prior pseudo-count of correct answers (> 0).
+        prior_beta: Beta prior pseudo-count of wrong answers (> 0).
+        init_confusions: Confusion matrices to start EM from (a previous fit), shape (W, K, K).
+
+    Returns:
+        ``(counts, model)``: the expected counts, shape (W, K, K) (see `expected_counts`), and
+        the fitted model (posteriors, iterations, log-likelihood).
+    """
+    model = DawidSkene(
+        n_iter=REFIT_MAX_ITER, prior_diag=prior_alpha, prior_off=prior_beta / (k - 1)
+    )
+    model.fit(
+        item_index,
+        worker_index,
+        label_index,
+        n_items,
+        n_workers,
+        k,
+        gold=gold,
+        init_confusions=init_confusions,
+    )
+    counts = expected_counts(model.posteriors_, item_index, worker_index, label_index, n_workers)
+    return counts, model
+
+
 def labeler_confusions(
     n_gold_correct: npt.ArrayLike,
     n_gold: npt.ArrayLike,
     k: int,
     *,
-    prior_alpha: float,
-    prior_beta: float,
+    prior_alpha: npt.ArrayLike,
+    prior_beta: npt.ArrayLike,
     refit_counts: npt.ArrayLike | None = None,
     model: ConfusionModel = "symmetric",
     prior_strength: float = 10.0,
@@ -92,8 +147,9 @@ def labeler_confusions(
         n_gold_correct: Correct gold answers per labeler, shape (L,).
         n_gold: Gold answers per labeler, shape (L,).
         k: Number of classes (>= 2).
-        prior_alpha: Beta prior pseudo-count of correct answers (> 0).
-        prior_beta: Beta prior pseudo-count of wrong answers (> 0).
+        prior_alpha: Beta prior pseudo-count of correct answers (> 0), one for all or one
+            per labeler, shape (L,) (experts can have a prior of their own).
+        prior_beta: Beta prior pseudo-count of wrong answers (> 0), likewise.
         refit_counts: The last Dawid-Skene refit's expected counts per labeler, shape (L, K, K)
             (all zeros for a labeler it did not see); None when there is no refit.
         model: ``symmetric`` ignores ``refit_counts``; ``refit`` blends them in.

@@ -31,15 +31,12 @@ from router.db.models import (
     QualityFit,
     utcnow,
 )
-from router.maths.annotator_model import expected_counts
-from router.maths.dawid_skene import DawidSkene
+from router.maths.annotator_model import refit_counts_from_labels
 from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, routing_config
 from router.queueing.jobs import JobQueue
 
 __all__ = ["due_projects", "fit_summary", "refit_counts", "refit_project", "request_refit"]
-
-_N_ITER = 100
 
 
 def refit_project(db: Database, project_id: str) -> dict[str, Any]:
@@ -85,10 +82,17 @@ def refit_project(db: Database, project_id: str) -> dict[str, Any]:
         index = schema.index_of(answer)
         if item_id in item_pos and index is not None:
             gold[item_pos[item_id]] = index
-    k = schema.k
-    model = DawidSkene(n_iter=_N_ITER, prior_diag=prior.alpha, prior_off=prior.beta / (k - 1))
-    model.fit(items, workers, labels, len(item_pos), len(worker_pos), k, gold=gold)
-    counts = expected_counts(model.posteriors_, items, workers, labels, len(worker_pos))
+    counts, model = refit_counts_from_labels(
+        items,
+        workers,
+        labels,
+        len(item_pos),
+        len(worker_pos),
+        schema.k,
+        gold=gold,
+        prior_alpha=prior.alpha,
+        prior_beta=prior.beta,
+    )
     per_worker = np.bincount(np.asarray(workers, dtype=np.int64), minlength=len(worker_pos))
     now = utcnow()
     fit = QualityFit(

@@ -204,6 +204,13 @@ class ConsensusConfig(BaseModel):
     annotator_prior: AnnotatorPriorConfig
     """Beta prior of an annotator's accuracy before gold answers."""
 
+    expert_prior: AnnotatorPriorConfig | None = None
+    """Beta prior of an expert-tier annotator's accuracy in consensus weights; None: the
+    annotator prior. Experts answer little gold (they are scarce), so under the shared prior
+    one expert label weighs about as much as a good crowd label; a prior worth tens of gold
+    answers at the accuracy experts are hired for lets it outweigh two agreeing crowd labels.
+    Suspension rules keep using the annotator prior."""
+
     model_prior_weight: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)
     """Share of the committee's mean prediction in an item's prior, the rest being the
     project's class frequencies: below 1, agreeing human labels can overturn a confident model
@@ -280,12 +287,12 @@ class QualityConfig(BaseModel):
     """The scheduler refits a project's Dawid-Skene model when it has labels newer than its
     last fit and at least this many seconds have passed since that fit (≥ 0)."""
 
-    confusion_model: Literal["symmetric", "refit"] = "symmetric"
+    confusion_model: Literal["symmetric", "refit"] = "refit"
     """Which confusion matrices consensus uses: ``symmetric`` (one gold-based accuracy per
     labeler) or ``refit`` (the last Dawid-Skene refit's matrices, with the symmetric one as a
     Dirichlet prior; labelers the refit did not see get the symmetric one)."""
 
-    refit_prior_strength: float = Field(default=10.0, gt=0.0, allow_inf_nan=False, strict=False)
+    refit_prior_strength: float = Field(default=3.0, gt=0.0, allow_inf_nan=False, strict=False)
     """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
 
 

@@ -48,9 +48,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-experts", action="store_true", help="crowd only: no expert tier")
     p.add_argument(
         "--confusion",
-        choices=["dawid_skene", "gold"],
-        default="dawid_skene",
-        help="labelers' model: Dawid-Skene refit every round, or one accuracy from gold",
+        choices=["symmetric", "refit"],
+        help="labelers' model (quality.confusion_model; default: the config's): one accuracy "
+        "from gold, or the Dawid-Skene refit's matrices with it as their prior",
+    )
+    p.add_argument(
+        "--refit-every", type=int, default=1, help="rounds between two refits under refit (1)"
     )
     p.add_argument("--round-labels", type=int, help="crowd labels per round (default N/20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -138,6 +141,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 experts=not args.no_experts,
                 model_accuracy=args.model_accuracy,
                 confusion_model=args.confusion,
+                refit_every=args.refit_every,
                 round_labels=args.round_labels,
             )
             reports.append(simulate(data, config, settings))

@@ -38,13 +38,16 @@ the price of measuring annotators, equal for every policy that uses gold).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from router.consensus.model import gold_accuracy_confusions, item_priors, smoothed_class_prior
-from router.maths.dawid_skene import DawidSkene
+from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.maths.annotator_model import (
+    ConfusionModel,
+    labeler_confusions,
+    refit_counts_from_labels,
+)
 from router.maths.posterior import item_posteriors
 from router.quality.rules import GoldRecord, suspension_verdict
 from router.routing.config import RoutingConfig
@@ -53,9 +56,7 @@ from router.routing.service import score_items
 from router.routing.settle import ACTION_DONE, ACTION_MORE, decide
 from router.simulate.replay import ReplayData, ReplayDraws
 
-__all__ = ["Campaign", "CampaignResult", "ConfusionModel", "SimulationSettings", "run_campaign"]
-
-ConfusionModel = Literal["gold", "dawid_skene"]
+__all__ = ["Campaign", "CampaignResult", "SimulationSettings", "run_campaign"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,10 @@ class SimulationSettings:
         expert_accuracy: Probability that the expert oracle answers the truth.
         experts: False: no expert tier at all (crowd only).
         model_accuracy: Accuracy of synthetic, calibrated model predictions; None: none.
-        confusion_model: ``"gold"``: one accuracy per labeler from gold answers (the service's
-            model today); ``"dawid_skene"``: confusion matrices from a Dawid-Skene refit over
-            all labels so far, gold items clamped, refit every round.
+        confusion_model: Overrides the routing config's ``quality.confusion_model``
+            (``symmetric`` or ``refit``); None: the config's.
+        refit_every: Under ``refit``, rounds between two refits (the service's
+            ``refit_interval_s``, counted in rounds).
         round_labels: Crowd labels served per round; None: ``max(20, N // 20)``.
     """
 
@@ -79,7 +81,8 @@ class SimulationSettings:
     expert_accuracy: float = 0.97
     experts: bool = True
     model_accuracy: float | None = None
-    confusion_model: ConfusionModel = "dawid_skene"
+    confusion_model: ConfusionModel | None = None
+    refit_every: int = 1
     round_labels: int | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +93,8 @@ class SimulationSettings:
             problems.append(f"the expert accuracy must be in [0, 1], got {self.expert_accuracy}")
         if self.model_accuracy is not None and not 0.0 < self.model_accuracy < 1.0:
             problems.append(f"the model accuracy must be in (0, 1), got {self.model_accuracy}")
+        if self.refit_every < 1:
+            problems.append(f"refits must be at least 1 round apart, got {self.refit_every}")
         if self.round_labels is not None and self.round_labels < 1:
             problems.append(f"a round must serve at least 1 label, got {self.round_labels}")
         if problems:
@@ -171,6 +176,9 @@ class Campaign:
     _crowd_answers: list[int] = field(default_factory=list)
     _gold_answer_ids: list[int] = field(default_factory=list)
     _last_confusions: NDArray[np.float64] | None = None
+    _refit: NDArray[np.float64] | None = None
+    _refit_round: int = 0
+    _round: int = 0
 
     def __post_init__(self) -> None:
         d = self.data
@@ -366,42 +374,55 @@ class Campaign:
     def labeler_confusions(self) -> NDArray[np.float64]:
         """The labelers' confusion matrices, shape (W + 1, K, K) (the expert last).
 
-        The one place the simulation chooses its annotator model: ``"gold"`` is the service's
-        model today (one accuracy per labeler from gold answers); ``"dawid_skene"`` refits
-        Dawid-Skene over every label so far (gold items clamped to their answers, the config's
-        annotator prior as Dirichlet pseudo-counts), warm-started from the previous round; the
-        expert's matrix comes from its gold record as in the ``"gold"`` model.
+        Exactly as the consensus job chooses them: one pure ``labeler_confusions`` over the
+        labelers' gold records and, under ``quality.confusion_model: refit``, the expected
+        counts of the last refit (``refit_counts_from_labels``, the quality refit job's own
+        function) over every label of the active labelers so far, gold answers included and
+        gold items clamped. The service refits every ``quality.refit_interval_s``; here the
+        refit runs every ``settings.refit_every`` rounds, warm-started from the previous one.
         """
         d, cfg = self.data, self.config
-        a = d.n_workers + 1
-        if self.settings.confusion_model == "gold":
-            return gold_accuracy_confusions(self.n_correct, self.n_gold, d.k, cfg)
-        prior = cfg.consensus.annotator_prior
+        model = self.settings.confusion_model or cfg.quality.confusion_model
+        counts = None
+        if model == "refit":
+            if self._refit is None or self._round - self._refit_round >= self.settings.refit_every:
+                self._refit = self._refit_counts()
+                self._refit_round = self._round
+            counts = self._refit
+        is_expert = np.arange(d.n_workers + 1) == self.expert
+        prior_alpha, prior_beta = labeler_priors(is_expert, cfg)
+        return labeler_confusions(
+            self.n_correct,
+            self.n_gold,
+            d.k,
+            prior_alpha=prior_alpha,
+            prior_beta=prior_beta,
+            refit_counts=counts,
+            model=model,
+            prior_strength=cfg.quality.refit_prior_strength,
+        )
+
+    def _refit_counts(self) -> NDArray[np.float64]:
+        d, p = self.data, self.config.consensus.annotator_prior
         items = np.asarray(self._items + self._gold_items, dtype=np.intp)
         labelers = np.asarray(self._labelers + self._gold_labelers, dtype=np.intp)
         classes = np.asarray(self._classes + self._gold_classes, dtype=np.intp)
+        keep = self.active[labelers]  # the refit reads the labels of active annotators
         gold_items = np.unique(np.asarray(self._gold_items, dtype=np.intp))
-        model = DawidSkene(
-            n_iter=50, tol=1e-5, prior_diag=prior.alpha, prior_off=prior.beta / (d.k - 1)
-        )
-        model.fit(
-            items,
-            labelers,
-            classes,
+        counts, model = refit_counts_from_labels(
+            items[keep],
+            labelers[keep],
+            classes[keep],
             d.n_items,
-            a,
+            d.n_workers + 1,
             d.k,
             gold=(gold_items, d.truth[gold_items]),
+            prior_alpha=p.alpha,
+            prior_beta=p.beta,
             init_confusions=self._last_confusions,
         )
         self._last_confusions = model.confusions_
-        confusions = model.confusions_.copy()
-        # The oracle's few labels sit on the hardest items, where the crowd's joint evidence
-        # dominates the refit; its gold record is the fair measure of it.
-        confusions[self.expert] = gold_accuracy_confusions(
-            self.n_correct[[self.expert]], self.n_gold[[self.expert]], d.k, cfg
-        )[0]
-        return confusions
+        return counts
 
     def posteriors(self, ids: NDArray[np.intp]) -> NDArray[np.float64]:
         """Posteriors of items ``ids``: the service's prior times the counted labels."""
@@ -505,6 +526,7 @@ def run_campaign(
     rounds = 0
     while campaign.open.any():
         rounds += 1
+        campaign._round = rounds
         touched = campaign.serve_crowd(budget) | campaign.serve_experts()
         moved = campaign.settle(touched)
         if not touched.any() and moved == 0:

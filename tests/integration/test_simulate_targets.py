@@ -46,26 +46,27 @@ def test_bluebirds_with_experts_beats_dawid_skene_by_3_points_at_no_more_cost():
 
 
 def test_product_with_experts_beats_dawid_skene_and_random_experts_at_no_more_cost():
-    # The target (+3 points) is not met: measured +1.5 to +2 points.
+    # The target (+3 points) is not met: measured +1.4 to +1.8 points at 91-95% of the cost.
     for report in _runs("product", "experts"):
         router, ds_all = report.row("router"), report.row("dawid-skene")
         assert router.cost_per_item <= ds_all.cost_per_item
-        assert router.accuracy >= ds_all.accuracy + 0.01
+        assert router.accuracy >= ds_all.accuracy + 0.012
         assert router.accuracy >= report.row("random experts").accuracy + 0.015
 
 
 def test_product_crowd_only_nearly_matches_dawid_skene_with_under_two_thirds_of_the_labels():
-    # The target (equal accuracy with at most 60%) is not met: measured 0.5 to 1.1 points
-    # below, with 56-57% of the labels (63% on seed 2).
+    # The target (equal accuracy with at most 60%) is not met: measured 0.4 to 0.9 points
+    # below, with 56-59% of the labels (refit confusions, prior strength 3).
     for report in _runs("product", "crowd", experts=False):
         router, ds_all = report.row("router"), report.row("dawid-skene")
-        assert router.crowd_share <= 0.65
-        assert router.accuracy >= ds_all.accuracy - 0.015
+        assert router.crowd_share <= 0.62
+        assert router.accuracy >= ds_all.accuracy - 0.011
         assert router.accuracy > report.row("majority vote").accuracy + 0.025
 
 
 def test_bluebirds_crowd_only_beats_majority_vote_with_fewer_labels():
-    # The target (Dawid-Skene's accuracy with 60% of the labels) is not met: about 2 points short.
+    # The target (Dawid-Skene's accuracy with 60% of the labels) is not met: 2-3 points short
+    # with 51-62% of the labels.
     for report in _runs("bluebirds", "crowd", experts=False, round_labels=2000):
         router = report.row("router")
         assert router.crowd_share <= 0.70

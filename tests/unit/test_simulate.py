@@ -7,12 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.consensus.model import gold_accuracy_confusions, item_priors, smoothed_class_prior
+from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.maths.annotator_model import labeler_confusions, refit_counts_from_labels
 from router.maths.dawid_skene import DawidSkene
 from router.maths.posterior import accuracy_posterior, symmetric_confusion
 from router.routing.config import load_default_config, merge_overrides
 from router.simulate.baselines import majority_vote
-from router.simulate.engine import SimulationSettings, run_campaign, synthetic_committees
+from router.simulate.engine import (
+    Campaign,
+    SimulationSettings,
+    run_campaign,
+    synthetic_committees,
+)
 from router.simulate.replay import ReplayData, ReplayInputError, draw_replay, load_replay
 from router.simulate.report import simulate
 
@@ -253,7 +259,73 @@ def test_consensus_model_pure_parts() -> None:
     )
     assert prior.tolist() == [[0.7, 0.3], [0.5, 0.5]]
     # Beta(4, 1) prior, 6 of 10 gold answers right: accuracy (4 + 6) / (5 + 10) = 2/3.
-    conf = gold_accuracy_confusions([6], [10], 2, config)
+    conf = labeler_confusions([6], [10], 2, prior_alpha=4.0, prior_beta=1.0)
     mean, _, _ = accuracy_posterior([6], [10], 4.0, 1.0)
     assert conf == pytest.approx(symmetric_confusion(mean, 2))
     assert conf[0, 0, 0] == pytest.approx(2 / 3)
+
+
+def test_labeler_priors_give_experts_their_own_prior_when_set() -> None:
+    config = _config()
+    alpha, beta = labeler_priors([False, True], config)
+    shared = config.consensus.annotator_prior
+    assert alpha.tolist() == [shared.alpha] * 2
+    assert beta.tolist() == [shared.beta] * 2
+    config = _config({"consensus": {"expert_prior": {"alpha": 19.0, "beta": 1.0}}})
+    alpha, beta = labeler_priors([False, True, False], config)
+    assert alpha.tolist() == [shared.alpha, 19.0, shared.alpha]
+    assert beta.tolist() == [shared.beta, 1.0, shared.beta]
+    # Three gold answers, all right: the crowd worker's weight stays near the shared prior's,
+    # the expert's starts from 0.95.
+    conf = labeler_confusions([3, 3], [3, 3], 2, prior_alpha=[4.0, 19.0], prior_beta=[1.0, 1.0])
+    assert conf[:, 0, 0].tolist() == pytest.approx([7 / 8, 22 / 23])
+
+
+def test_the_replay_weighs_labels_with_the_services_function() -> None:
+    # Campaign.labeler_confusions is labeler_confusions over the campaign's gold records and,
+    # under refit, refit_counts_from_labels over its labels: checked on a campaign mid-run.
+    data = _crowd(120, [0.9, 0.6, 0.7, 0.8, 0.55], k=3)
+    for model in ("symmetric", "refit"):
+        config = _config({"quality": {"confusion_model": model}})
+        settings = SimulationSettings(seed=3, experts=True)
+        rng = np.random.default_rng(3)
+        campaign = Campaign(
+            data=data,
+            draws=draw_replay(data, settings.gold_fraction, rng),
+            config=config,
+            settings=settings,
+            rng=rng,
+        )
+        campaign.route_items()
+        campaign.serve_crowd(40)
+        campaign.serve_experts()
+        got = campaign.labeler_confusions()
+        p = config.consensus.annotator_prior
+        counts = None
+        if model == "refit":
+            items = np.asarray(campaign._items + campaign._gold_items)
+            workers = np.asarray(campaign._labelers + campaign._gold_labelers)
+            classes = np.asarray(campaign._classes + campaign._gold_classes)
+            gold_items = np.unique(np.asarray(campaign._gold_items, dtype=np.intp))
+            counts, _ = refit_counts_from_labels(
+                items,
+                workers,
+                classes,
+                data.n_items,
+                data.n_workers + 1,
+                data.k,
+                gold=(gold_items, data.truth[gold_items]),
+                prior_alpha=p.alpha,
+                prior_beta=p.beta,
+            )
+        want = labeler_confusions(
+            campaign.n_correct,
+            campaign.n_gold,
+            data.k,
+            prior_alpha=p.alpha,
+            prior_beta=p.beta,
+            refit_counts=counts,
+            model=model,  # type: ignore[arg-type]
+            prior_strength=config.quality.refit_prior_strength,
+        )
+        np.testing.assert_allclose(got, want, atol=1e-6)
