@@ -235,3 +235,28 @@ def test_a_lost_mark_is_counted_by_the_reconciler_and_its_suspension_reopens_slo
     assert job_functions.reconcile()["gold_recorded"] == 0
     listed = annotators_by_external_id(client, project)["spam"]
     assert "accuracy on gold too low: 0 of 3" in listed["status_reason"]
+
+
+def test_a_suspension_by_the_job_releases_the_tasks_the_annotator_holds(
+    client, admin, jobs, runtime
+):
+    """The annotator claimed more work before the job counted its last gold answer: that task
+    goes back to the queue at once (it could not be labeled), not when its lease lapses."""
+    project, ids, truth = _project(
+        client, admin, jobs, n_items=1, quality={"min_gold": 3, "suspend_below": 0.9}
+    )
+    real = ids["i0"]
+    spammer = annotator(client, project, "spam")
+    for _ in range(3):
+        task = claim(client, project, spammer)
+        label(client, task, spammer, WRONG[truth[task["item_id"]]])
+    free = redis_slots(runtime, project["id"], real)[0]
+    held = claim(client, project, spammer)  # the job has not run: still active
+    assert held["item_id"] == real
+    assert redis_slots(runtime, project["id"], real) == (free - 1, 1)
+    jobs()
+    assert _record(runtime, spammer["id"])[:3] == (3, 0, "suspended")
+    assert redis_slots(runtime, project["id"], real) == (free, 0)
+    label(client, held, spammer, "cat", expect=403)
+    other = annotator(client, project, "w1")
+    assert real in {claim(client, project, other)["item_id"] for _ in range(4)}
