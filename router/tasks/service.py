@@ -240,9 +240,8 @@ def load_assignment(
 
     The row stays locked until the transaction ends, so that a label or release sent twice at
     once (a tool retrying) is decided once, the second seeing what the first did. The
-    annotator's row is locked too: a gold answer updates it, and every label takes the same
-    lock so that gold and routed labels do the same database work (nothing in their timing
-    tells them apart).
+    annotator's row is locked too, so that a label waits for a suspension being committed by
+    the gold-record job (`router.gold.record`) and then sees it.
     """
     assignment = session.get(Assignment, assignment_id, with_for_update=True)
     missing = NotFound(f"assignment {assignment_id!r} not found")
