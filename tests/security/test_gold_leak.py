@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 import string
 import time
 from typing import Any
@@ -159,6 +160,11 @@ def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs, backend
     }
     report = {name: float(ks_2samp(g, r).pvalue) for name, (g, r) in samples.items()}
     print(f"KS p-values ({backend}):", {k: round(v, 4) for k, v in report.items()})
+    medians = {
+        name: (statistics.median(samples[name][0]) * 1e3, statistics.median(samples[name][1]) * 1e3)
+        for name in ("claim latency", "label latency")
+    }
+    print("median ms (gold, routed):", {k: f"{g:.3f}, {r:.3f}" for k, (g, r) in medians.items()})
     assert all(p > P_MIN for p in report.values()), report
 
 
