@@ -7,6 +7,7 @@ from typing import Any
 from rq import get_current_job
 
 from router.consensus.service import update_items
+from router.gold.record import record_gold_labels
 from router.idempotency.store import purge_expired
 from router.quality.refit import due_projects
 from router.quality.refit import refit_project as refit_project_quality
@@ -73,6 +74,9 @@ def reconcile() -> dict[str, Any]:
 def update_consensus() -> dict[str, int]:
     """Drain the pending consensus marks in batches until none is left.
 
+    The marked gold items' new labels are counted in their annotators' records (exactly once:
+    `router.gold.record`); the other items get their consensus updated.
+
     Marks are acknowledged only after their update committed: a run that dies leaves them
     for the next run, and running an update twice changes nothing the second time.
     """
@@ -83,6 +87,11 @@ def update_consensus() -> dict[str, int]:
         marks = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
         if marks:
             refs = [(m.project_id, m.item_id) for m in marks]
+            # Gold labels first: a suspension they bring stops the annotator's labels counting.
+            gold = record_gold_labels(rt.db, rt.assignments, item_ids=[m.item_id for m in marks])
+            for key, n in gold.items():
+                if n:
+                    totals[key] = totals.get(key, 0) + n
             for action, n in update_items(rt.db, rt.assignments, refs).items():
                 totals[action] = totals.get(action, 0) + n
             rt.jobs.ack_consensus_marks(marks)

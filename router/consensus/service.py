@@ -50,12 +50,31 @@ def update_items(
 
 
 def reopen_after_suspension(db: Database, store: AssignmentStore, annotator_id: str) -> int:
-    """Give back the slot of every label a newly suspended annotator gave an open item.
+    """Give back the slot of every label a newly suspended annotator gave an open item, and of
+    every task they still hold.
 
     A suspended annotator's labels stop counting toward consensus, so each open item that had
     one in its current tier is a label short: without its slot back it would wait for ever.
-    Call once, after the suspension is committed. Returns the slots given back.
+    Their leases are released (they may not label any more): without that, the items would wait
+    for the leases to lapse. Call once, after the suspension is committed. Returns the slots and
+    leases given back.
     """
+    with db.session() as session:
+        held = list(
+            session.execute(
+                select(Assignment)
+                .where(
+                    col(Assignment.annotator_id) == annotator_id,
+                    col(Assignment.status) == "leased",
+                )
+                .with_for_update()
+            ).scalars()
+        )
+        released = 0
+        for assignment in held:
+            released += store.release(assignment.project_id, assignment.id)
+            assignment.status = "released"
+            session.add(assignment)
     with db.read() as session:
         rows = session.execute(
             select(col(Item.project_id), col(Item.id), col(Item.tier), col(Item.priority))
@@ -70,7 +89,7 @@ def reopen_after_suspension(db: Database, store: AssignmentStore, annotator_id: 
         ).all()
     for project_id, item_id, tier, priority in rows:
         store.return_slot(project_id, item_id, tier=tier, priority=priority or 0.0)
-    return len(rows)
+    return len(rows) + released
 
 
 def _update_project(

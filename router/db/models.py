@@ -181,11 +181,16 @@ class Label(SQLModel, table=True):
     rubric_version: str = Field(max_length=100)
     config_version: int
     created_at: datetime = _ts()
+    gold_recorded_at: datetime | None = _ts(nullable=True)
+    """When a gold label was counted in its annotator's record (by a job, never the request)."""
 
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_project_created", "project_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_audit_project_created", "project_id", "created_at", "id"),
+        Index("ix_audit_created", "created_at", "id"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     project_id: str | None = Field(default=None, max_length=32)

@@ -1,4 +1,8 @@
-"""Submitting a label: count it only if its lease still holds a slot, record gold answers."""
+"""Submitting a label: count it only if its lease still holds a slot.
+
+A gold answer is stored like any label; the consensus job counts it in the annotator's record
+(`router.gold.record`), so nothing in the request tells gold from routed work.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from router import audit
 from router.auth.principal import Principal
-from router.consensus.service import reopen_after_suspension
 from router.db.database import Database, as_utc
-from router.db.models import Annotator, GoldAnswer, Item, Label, Project, new_id, utcnow
+from router.db.models import Item, Label, Project, new_id, utcnow
 from router.errors import Conflict, InvalidInput
 from router.observability import metrics
 from router.projects.label_schema import LabelSchema
-from router.projects.service import routing_config
-from router.quality.alerts import flags_raised_by_gold
-from router.quality.rules import GoldRecord, onboarding_verdict, suspension_verdict
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 from router.tasks.service import load_assignment
-from router.webhooks.events import suspended_event
-from router.webhooks.outbox import emit
 
 __all__ = ["LabelInput", "submit_label"]
 
@@ -80,12 +77,11 @@ def submit_label(
             raise Conflict(msg)
         if assignment.status == "released":
             raise Conflict("this assignment was released; claim a new task to label this item")
-        # Project, item and the item's gold answer (none for routed work) in one round trip:
-        # gold and routed labels issue the same statements.
-        project, item, answer = session.execute(
-            select(Project, Item, GoldAnswer)
+        # Gold and routed labels issue the same statements: nothing in the request depends on
+        # whether the item is gold (its answer is read by the gold-record job, not here).
+        project, item = session.execute(
+            select(Project, Item)
             .join(Item, col(Item.project_id) == col(Project.id))
-            .outerjoin(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
             .where(col(Item.id) == assignment.item_id)
         ).one()
         schema = LabelSchema.parse(project.label_schema)
@@ -115,15 +111,11 @@ def submit_label(
             session.add(label)
             assignment.status = "labeled"
             session.add(assignment)
-            suspended = False
-            if item.is_gold:
-                suspended = _record_gold(session, project, answer, assignment.annotator_id, label)
-            else:
-                session.execute(
-                    update(Item)
-                    .where(col(Item.id) == item.id)
-                    .values(n_labels=col(Item.n_labels) + 1, updated_at=utcnow())
-                )
+            session.execute(
+                update(Item)
+                .where(col(Item.id) == item.id)
+                .values(n_labels=col(Item.n_labels) + 1, updated_at=utcnow())
+            )
             session.flush()
             if before_commit is not None:
                 before_commit(session, _view(label), True)
@@ -136,82 +128,15 @@ def submit_label(
         view = _view(label)
         view_tier = assignment.tier
         project_id, item_id = project.id, item.id
-    if suspended:
-        # Their labels no longer count: the open items they labeled want a label more.
-        try:
-            reopen_after_suspension(db, store, assignment.annotator_id)
-        except Exception:  # the reconciler recomputes the slots of recently updated items
-            log.warning(
-                "could not reopen the items of suspended annotator %s", assignment.annotator_id
-            )
-    # Gold labels are marked too, so that they take the very same path as routed ones (nothing
-    # in their timing tells them apart); the consensus job leaves gold items alone.
+    # Gold labels are marked too: the consensus job counts them in the annotator's record
+    # (`router.gold.record`) and leaves gold items' consensus alone. If the mark is lost, the
+    # reconciler counts them. So the request does the very same work for gold and routed items.
     try:
         jobs.enqueue_consensus(project_id, item_id)
     except Exception:  # the reconciler re-checks items whose labels are all in
         log.warning("could not schedule consensus for item %s", item_id)
     metrics.LABELS_SUBMITTED.labels(tier=view_tier).inc()
     return view, True
-
-
-def _record_gold(
-    session: Session,
-    project: Project,
-    answer: GoldAnswer | None,
-    annotator_id: str,
-    label: Label,
-) -> bool:
-    """A gold answer updates the annotator's record at once; True if it suspended them.
-
-    The annotator's row was locked (and loaded) with the assignment: no statement here.
-    """
-    correct = answer is not None and answer.answer == label.label
-    annotator = session.get(Annotator, annotator_id)
-    if annotator is None:  # deleted under a held lock cannot happen; keep mypy and readers sure
-        raise RuntimeError(f"annotator {annotator_id} vanished while locked")
-    before = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
-    annotator.n_gold += 1
-    annotator.n_gold_correct += int(correct)
-    annotator.updated_at = utcnow()
-    config = routing_config(session, project)
-    record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
-    if annotator.onboarded_at is None and config.gold.onboarding_tasks > 0:
-        passed, reason = onboarding_verdict(record, config)
-        if passed is True:
-            annotator.onboarded_at = utcnow()
-            audit.record(
-                session,
-                None,
-                "annotator.onboarded",
-                object_type="annotator",
-                object_id=annotator.id,
-                project_id=project.id,
-                detail={"n_gold": record.n_gold, "n_correct": record.n_correct},
-            )
-        elif passed is False:
-            _suspend(session, annotator, project.id, reason)
-    if annotator.status == "active":
-        suspend, reason = suspension_verdict(record, config)
-        if suspend:
-            _suspend(session, annotator, project.id, reason)
-    flags_raised_by_gold(session, project, annotator, label.id, before, config)
-    session.add(annotator)
-    return bool(annotator.status != "active")
-
-
-def _suspend(session: Session, annotator: Annotator, project_id: str, reason: str) -> None:
-    annotator.status = "suspended"
-    annotator.status_reason = reason
-    audit.record(
-        session,
-        None,
-        "annotator.suspended",
-        object_type="annotator",
-        object_id=annotator.id,
-        project_id=project_id,
-        detail={"reason": reason, "automatic": True},
-    )
-    emit(session, project_id, "annotator.suspended", suspended_event(annotator, automatic=True))
 
 
 def _validate(body: LabelInput, schema: LabelSchema) -> None:

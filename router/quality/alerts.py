@@ -1,7 +1,8 @@
 """Quality flags an annotator newly gains, told to the project's webhooks (annotator.flagged).
 
-Called inside the transaction of the change that may raise a flag (a gold answer, a claim that
-found no unseen gold), so the event is stored exactly when the change is.
+Called inside the transaction of the change that may raise a flag (a gold answer counted by the
+gold-record job, a claim that found no unseen gold), so the event is stored exactly when the
+change is.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def flags_raised_by_gold(
     schema = label_schema_of(project)
     after = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
     exhausted = annotator.gold_exhausted_at is not None
+    # Gold labels are counted in order by a job: later answers, not yet counted, are left out.
     answers = gold_answered(session, annotator.id)
+    upto = next((i for i, a in enumerate(answers) if a.label_id == label_id), None)
+    if upto is not None:
+        answers = answers[: upto + 1]
     earlier = [a for a in answers if a.label_id != label_id]
     old = quality_flags(earlier, before, gold_exhausted=exhausted, config=config, schema=schema)
     new = quality_flags(answers, after, gold_exhausted=exhausted, config=config, schema=schema)

@@ -160,9 +160,13 @@ if redis.call('ZSCORE', p .. 'leases', aid) then
   redis.call('ZREM', p .. 'leases', aid)
   local info = redis.call('HGET', p .. 'lease', aid)
   redis.call('HDEL', p .. 'lease', aid)
-  if info and not string.find(info, '|gold|', 1, true)
-     and redis.call('HEXISTS', lk(p, item), item) == 1 then
+  -- Gold and routed labels make the same calls (their timing must not tell them apart): a
+  -- gold lease holds no slot, so where a routed one decrements its item's count, it reads.
+  local counted = redis.call('HEXISTS', lk(p, item), item) == 1
+  if info and counted and not string.find(info, '|gold|', 1, true) then
     redis.call('HINCRBY', lk(p, item), item, -1)
+  else
+    redis.call('HGET', lk(p, item), item)
   end
   return 1
 end

@@ -9,6 +9,8 @@
 - Otherwise, items routed or re-targeted recently get their slots recomputed (a worker that
   died between its commit and its Redis update), and items whose wanted labels are all in but
   whose consensus update was lost get one again.
+- Gold labels not yet counted in their annotators' records (their consensus mark or job was
+  lost) are counted (`router.gold.record`; exactly once, so a race with the job is harmless).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlmodel import Session, col
 
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
+from router.gold.record import record_gold_labels
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 
@@ -71,6 +74,8 @@ def reconcile(
             reopened, stuck = _restore_open_items(session, store, since, overdue)
     for project_id, item_id in stuck:
         jobs.enqueue_consensus(project_id, item_id)
+    # Gold labels whose consensus mark was lost (or whose job died for good) are counted here.
+    gold = record_gold_labels(db, store, before=overdue)
     if full:
         jobs.redis.set(EPOCH_KEY, server or now.isoformat())
     return {
@@ -79,6 +84,7 @@ def reconcile(
         "requeued": reopened,
         "consensus_rescheduled": len(stuck),
         "full_rebuild": full,
+        "gold_recorded": gold["gold_recorded"],
     }
 
 

@@ -332,9 +332,8 @@ def load_assignment(
 
     The row stays locked until the transaction ends, so that a label or release sent twice at
     once (a tool retrying) is decided once, the second seeing what the first did. The
-    annotator's row is locked too: a gold answer updates it, and every label takes the same
-    lock so that gold and routed labels do the same database work (nothing in their timing
-    tells them apart).
+    annotator's row is locked too, so that a label waits for a suspension being committed by
+    the gold-record job (`router.gold.record`) and then sees it.
     """
     # One statement reads and locks both rows (FOR NO KEY UPDATE: it excludes a second label
     # or release of this assignment, and lets the foreign-key checks of inserts through).

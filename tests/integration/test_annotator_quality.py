@@ -22,13 +22,14 @@ def _answer_gold(client, project, who, answers):
         label(client, task, who, given, confidence=confidence)
 
 
-def test_quality_reports_accuracy_confusion_calibration_and_drift(client, admin):
+def test_quality_reports_accuracy_confusion_calibration_and_drift(client, admin, jobs):
     project = new_project(client, admin, routing=ALWAYS_GOLD)
     add_gold(client, project, {f"g{i}": "cat" for i in range(12)})
     ann = annotator(client, project, "w0")
     # Eight right then four wrong: accuracy 8/12, and a clear fall at the end (drift).
     answers = [("cat", 0.9)] * 8 + [("dog", 0.9)] * 4
     _answer_gold(client, project, ann, answers)
+    jobs()  # the consensus job counts the gold answers in the record
     resp = client.get(
         f"/v1/projects/{project['id']}/annotators/{ann['id']}/quality",
         headers=auth(project["ops_key"]),

@@ -110,6 +110,7 @@ def test_new_annotators_get_gold_at_the_warmup_rate(client, admin, jobs):
         task = claim(client, project, ann)
         assert task["item_id"] in gold
         label(client, task, ann, "cat")
+        jobs()  # the gold-record job counts the answer
     got = {t["item_id"] for t in claim_all(client, project, ann)}
     assert got == set(ids.values())
 
@@ -135,7 +136,7 @@ def test_gold_and_routed_tasks_look_alike(client, admin, jobs):
     assert "dog" not in str(wrong.values())
 
 
-def test_a_gold_answer_updates_the_annotators_record_at_once(client, admin, jobs):
+def test_a_gold_answer_updates_the_annotators_record_through_the_job(client, admin, jobs):
     project, _ = _project(client, admin, jobs, **ALWAYS)
     gold = add_gold(client, project, {"g1": "cat", "g2": "dog", "g3": "bird"})["ids"]
     answers = {v: k for k, v in gold.items()}
@@ -148,8 +149,11 @@ def test_a_gold_answer_updates_the_annotators_record_at_once(client, admin, jobs
         value = truth[ext] if n != 2 else "cat" if truth[ext] != "cat" else "dog"
         expected_correct += value == truth[ext]
         label(client, task, ann, value, confidence=0.9)
+        # The request leaves the record alone (its timing must not tell gold apart)...
+        assert annotators_by_external_id(client, project)["w1"]["quality"]["n_gold"] == n - 1
+        jobs()  # ...the consensus job counts the answer
         quality = annotators_by_external_id(client, project)["w1"]["quality"]
-        assert quality["n_gold"] == n  # no job needed
+        assert quality["n_gold"] == n
         assert quality["n_gold_correct"] == expected_correct
     assert expected_correct == 2
 
@@ -174,7 +178,8 @@ def test_gold_labels_never_enter_consensus(client, admin, jobs, runtime):
             session.execute(select(Item).where(col(Item.id).in_(list(gold.values())))).scalars()
         )
         prior = class_prior(session, project["id"], LabelSchema.parse(CATEGORICAL))
-    assert {(r.status, r.consensus_label, r.n_labels) for r in rows} == {("routed", None, 0)}
+    # A gold label updates its item as a routed label does (n_labels), and nothing more.
+    assert {(r.status, r.consensus_label, r.n_labels) for r in rows} == {("routed", None, 3)}
     np.testing.assert_allclose(prior, [1 / 3] * 3)
     # The real item still wants its three labels; gold answers did not count toward them.
     real = get_item(client, project, ids["i0"])
@@ -275,6 +280,7 @@ def test_a_gold_answer_on_a_lapsed_lease_counts_like_a_routed_one(client, admin,
         headers=auth(ann["api_key"]),
     )
     assert routed.status_code == answered.status_code == 201, answered.text
+    jobs()
     assert annotators_by_external_id(client, project)["w1"]["quality"]["n_gold"] == 1
 
 

@@ -52,6 +52,7 @@ def test_the_first_tasks_are_gold_and_routed_work_follows_a_pass(client, admin, 
         task = claim(client, project, ann)
         assert task["item_id"] in truth, "onboarding serves gold only"
         _answer(client, task, ann, truth, right=n != 0)  # 2 of 3: 67% >= 60%
+    jobs()  # the consensus job counts gold answers in the annotator's record
     quality = annotators_by_external_id(client, project)["w1"]["quality"]
     assert quality["onboarded_at"] is not None
     [event] = audit_events(runtime, project["id"], "annotator.onboarded")
@@ -75,6 +76,7 @@ def test_failing_onboarding_suspends_with_a_reason(client, admin, jobs, runtime)
     for n in range(3):
         task = claim(client, project, ann)
         _answer(client, task, ann, truth, right=n == 0)  # 1 of 3: 33% < 60%
+    jobs()
     listed = annotators_by_external_id(client, project)["w1"]
     assert listed["status"] == "suspended"
     assert "failed onboarding" in listed["status_reason"]
@@ -94,6 +96,7 @@ def test_a_suspended_annotator_cannot_label_what_it_holds(client, admin, jobs):
     assert len(tasks) == len(GOLD)
     for task in tasks[:3]:
         _answer(client, task, ann, truth, right=False)
+    jobs()
     assert annotators_by_external_id(client, project)["w1"]["status"] == "suspended"
     body = label(client, tasks[3], ann, "cat", expect=403)
     assert "suspended" in body["detail"]
@@ -114,8 +117,12 @@ def test_no_suspension_before_min_gold(client, admin, jobs):
     ann = annotator(client, project, "w1")
     for _ in range(2):
         _answer(client, claim(client, project, ann), ann, truth, right=False)
+    jobs()
     assert annotators_by_external_id(client, project)["w1"]["status"] == "active"
     _answer(client, claim(client, project, ann), ann, truth, right=False)
+    # The request leaves the record alone; the consensus job counts the answer and suspends.
+    assert annotators_by_external_id(client, project)["w1"]["status"] == "active"
+    jobs()
     listed = annotators_by_external_id(client, project)["w1"]
     assert listed["status"] == "suspended"
     assert "accuracy on gold too low: 0 of 3 correct" in listed["status_reason"]
@@ -127,6 +134,7 @@ def test_a_good_annotator_is_not_suspended(client, admin, jobs):
     ann = annotator(client, project, "w1")
     for _ in range(4):
         _answer(client, claim(client, project, ann), ann, truth, right=True)
+    jobs()
     assert annotators_by_external_id(client, project)["w1"]["status"] == "active"
 
 
@@ -135,7 +143,8 @@ def test_low_accuracy_suspends_and_the_labels_stop_counting(client, admin, jobs,
 
     Three good annotators and a spammer, each served the four gold items first (rate 1), then
     the real item. The spammer labels the real item while its last gold answer is pending, then
-    answers that gold wrong and is suspended before any consensus runs.
+    answers that gold wrong; the next job run counts it, suspends the spammer, gives the real
+    item's slot back and leaves the spammer's label out of its consensus.
     """
     quality = {**QUALITY, "min_gold": 4}
     project, ids, truth = _project(client, admin, jobs, n_items=1, gold=ALWAYS, quality=quality)
@@ -158,15 +167,16 @@ def test_low_accuracy_suspends_and_the_labels_stop_counting(client, admin, jobs,
         label(client, got[4], ann, "bird")
     assert get_item(client, project, real)["n_labels"] == 3
     assert redis_slots(runtime, project["id"], real) == (0, 0)
-    # The spammer's fourth wrong gold answer suspends it, with an audit event.
+    # The spammer's fourth wrong gold answer suspends it (once the job counted it), audited.
     _answer(client, tasks[3], spammer, truth, right=False)
+    assert annotators_by_external_id(client, project)["spam"]["status"] == "active"
+    jobs()
     listed = annotators_by_external_id(client, project)["spam"]
     assert listed["status"] == "suspended"
     assert "accuracy on gold too low: 0 of 4 correct" in listed["status_reason"]
     [event] = audit_events(runtime, project["id"], "annotator.suspended")
     assert event.object_id == spammer["id"]
     assert event.detail["automatic"] is True
-    jobs()
     # Two counted labels of the three wanted: the spammer's slot is open again.
     it = get_item(client, project, real)
     assert it["status"] == "routed"

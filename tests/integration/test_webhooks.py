@@ -443,6 +443,7 @@ def test_the_quality_rule_suspends_and_flags_once(client, admin, jobs, receiver)
         label(client, task, good, truth[task["item_id"]])
         task = claim(client, project, bad)
         label(client, task, bad, WRONG[truth[task["item_id"]]])
+    jobs()  # the consensus job counts the gold answers: suspension and flag
     deliver()
     events = [(r.headers["x-labelrouter-event"], r.json["data"]) for r in receiver.received]
     assert all(verify(hook["secret"], r, time.time()) for r in receiver.received)
