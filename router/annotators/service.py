@@ -16,7 +16,9 @@ from router.consensus.service import reopen_after_suspension
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, ApiKey, Label, new_id, utcnow
 from router.errors import Conflict, InvalidInput, NotFound
+from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, routing_config
+from router.quality.report import project_quality
 from router.quality.rules import GoldRecord, accuracy_estimate
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
@@ -99,7 +101,8 @@ def _duplicate(external_id: str) -> Conflict:
 def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dict[str, Any]]:
     actor.authorize(project_id, Role.OPS)
     with db.read() as session:
-        config = routing_config(session, get_project(session, actor, project_id))
+        project = get_project(session, actor, project_id)
+        config = routing_config(session, project)
         annotators = list(
             session.execute(
                 select(Annotator)
@@ -114,7 +117,20 @@ def list_annotators(db: Database, actor: Principal, project_id: str) -> list[dic
                 .group_by(col(Label.annotator_id))
             ).all()
         )
-    return [annotator_view(a, n_labels=counts.get(a.id, 0), config=config) for a in annotators]
+        reports = project_quality(
+            session, project_id, annotators, counts, LabelSchema.parse(project.label_schema), config
+        )
+    views = []
+    for a in annotators:
+        view = annotator_view(a, n_labels=counts.get(a.id, 0), config=config)
+        # The summary plus everything of the annotator's quality read-out (confusion,
+        # calibration and its reliability table, drift, anchoring, flags).
+        view["quality"] |= {k: v for k, v in reports[a.id].items() if k not in _IDENTITY}
+        views.append(view)
+    return views
+
+
+_IDENTITY = frozenset({"annotator_id", "external_id", "tier", "status", "status_reason"})
 
 
 def update_annotator(

@@ -92,7 +92,7 @@ class AnnotatorQuality(msgspec.Struct):
     n_labels: int
     status: str
     flags: list[str]
-    """e.g. `overconfident`, `drift`, `accuracy_below_bar`, `gold_exhausted`."""
+    """e.g. `overconfident`, `drift`, `anchoring`, `accuracy_below_bar`, `gold_exhausted`."""
     annotator_id: str = ""
     external_id: str = ""
     tier: str = ""
@@ -101,6 +101,8 @@ class AnnotatorQuality(msgspec.Struct):
     confusion_classes: list[str] = msgspec.field(default_factory=list)
     reliability: list[dict[str, Any]] | None = None
     drift: dict[str, Any] | None = None
+    anchoring: dict[str, Any] | None = None
+    """Model-assisted labeling: how often wrong suggestions on gold were given."""
 
 
 class IngestedItem(msgspec.Struct):

@@ -166,6 +166,8 @@ class Assignment(SQLModel, table=True):
     config_version: int
     leased_at: datetime = _ts()
     lease_expires_at: datetime = _ts()
+    suggestion: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The model suggestion shown with the task (model-assisted labeling), if any."""
 
 
 class Label(SQLModel, table=True):

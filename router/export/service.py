@@ -234,6 +234,7 @@ def _labels_of(session: Session, item_ids: list[str]) -> dict[str, list[dict[str
             col(Label.rubric_version),
             col(Label.config_version),
             col(Label.created_at),
+            col(Assignment.suggestion),
         )
         .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
         .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
@@ -255,6 +256,9 @@ def _labels_of(session: Session, item_ids: list[str]) -> dict[str, list[dict[str
                 "rubric_version": r[9],
                 "config_version": r[10],
                 "created_at": _iso(r[11]),
+                # What model-assisted labeling showed the labeler ({"label", "model",
+                # "model_version"}), or null: provenance of how the label was made.
+                "suggestion": r[12],
             }
         )
     return out

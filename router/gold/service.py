@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import col
+from sqlalchemy import delete, select
+from sqlmodel import Session, col
 
 from router import audit
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database
-from router.db.models import GoldAnswer, Item, new_id, utcnow
+from router.db.models import GoldAnswer, Item, Prediction, new_id, utcnow
 from router.errors import Conflict, InvalidInput
+from router.items.ingest import ItemPrediction, validate_predictions
 from router.projects.service import get_project, label_schema_of
 from router.queueing.assignments import AssignmentStore
 
@@ -43,6 +44,7 @@ def register_gold(
         schema = label_schema_of(project)
         problems: list[dict[str, Any]] = []
         seen: set[str] = set()
+        predictions: dict[str, list[ItemPrediction]] = {}
         for index, entry in enumerate(entries):
             ext = entry["external_id"]
             if not ext.strip() or len(ext) > 200:
@@ -62,6 +64,11 @@ def register_gold(
                     }
                 )
             seen.add(ext)
+
+            def bad(field: str, message: str, index: int = index) -> None:
+                problems.append({"index": index, "field": field, "message": message})
+
+            predictions[ext] = validate_predictions(entry.get("predictions"), schema, bad)
             if schema.index_of(entry["answer"]) is None:
                 problems.append(
                     {
@@ -103,6 +110,11 @@ def register_gold(
                         now,
                     )
                     session.add(answer)
+                    if entry.get("predictions") is not None:  # the new revision's, if sent
+                        session.execute(
+                            delete(Prediction).where(col(Prediction.item_id) == item.id)
+                        )
+                        _add_predictions(session, item.id, predictions[ext])
                     updated += 1
                 created.append((ext, item.id))
                 continue
@@ -127,6 +139,7 @@ def register_gold(
                     item_id=item.id, answer=entry["answer"], revision=revision, created_at=now
                 )
             )
+            _add_predictions(session, item.id, predictions[ext])
             created.append((ext, item.id))
         new_ids = [iid for ext, iid in created if ext not in existing]
         audit.record(
@@ -144,3 +157,10 @@ def register_gold(
         "updated": updated,
         "items": [{"external_id": e, "id": i} for e, i in created],
     }
+
+
+def _add_predictions(session: Session, item_id: str, predictions: list[ItemPrediction]) -> None:
+    for p in predictions:
+        session.add(
+            Prediction(item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs)
+        )

@@ -14,7 +14,7 @@ import msgspec
 from router.errors import ClientError, InvalidInput, PayloadTooLarge
 from router.projects.label_schema import LabelSchema
 
-__all__ = ["IngestItem", "ItemPrediction", "parse_items_body"]
+__all__ = ["IngestItem", "ItemPrediction", "parse_items_body", "validate_predictions"]
 
 _ITEM_FIELDS = frozenset({"external_id", "payload", "predictions", "provenance"})
 _PREDICTION_FIELDS = frozenset({"model", "model_version", "probs"})
@@ -169,7 +169,7 @@ def _validate_item(
             )
             raise PayloadTooLarge(msg, extra=[{"index": index, "field": "payload"}])
 
-    predictions = _validate_predictions(raw.get("predictions"), schema, bad)
+    predictions = validate_predictions(raw.get("predictions"), schema, bad)
 
     provenance = raw.get("provenance")
     if provenance is not None:
@@ -193,7 +193,8 @@ def _validate_item(
     )
 
 
-def _validate_predictions(raw: Any, schema: LabelSchema, bad: Any) -> list[ItemPrediction]:
+def validate_predictions(raw: Any, schema: LabelSchema, bad: Any) -> list[ItemPrediction]:
+    """A committee's predictions as sent (None: none); every problem goes to `bad(field, msg)`."""
     if raw is None:
         return []
     if not isinstance(raw, list):

@@ -16,8 +16,12 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
+from router.maths.posterior import accuracy_posterior
+
 __all__ = [
+    "Anchoring",
     "ReliabilityTable",
+    "anchoring",
     "brier_score",
     "drift",
     "drift_p_value",
@@ -246,6 +250,63 @@ def _zero_one(correct_in_order: npt.ArrayLike) -> NDArray[np.float64]:
     if not np.all((hit_f == 0.0) | (hit_f == 1.0)):
         raise ValueError("correct_in_order must hold booleans or 0/1")
     return hit_f
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """How often an annotator gave a model's wrong suggestion, on gold.
+
+    Attributes:
+        n_wrong_suggestions: Gold answers given with a suggestion that was not the answer.
+        n_followed: Of those, answers equal to the (wrong) suggestion.
+        rate: ``n_followed / n_wrong_suggestions`` (NaN with none).
+        interval: Equal-tailed 95% interval of the rate under a Jeffreys Beta(1/2, 1/2)
+            prior, ``(lo, hi)`` ((0, 1) with none).
+    """
+
+    n_wrong_suggestions: int
+    n_followed: int
+    rate: float
+    interval: tuple[float, float]
+
+
+def anchoring(
+    true_class: npt.ArrayLike, given_class: npt.ArrayLike, suggested_class: npt.ArrayLike
+) -> Anchoring:
+    """Anchoring on wrong model suggestions, from gold answers given with a suggestion.
+
+    Only answers whose suggestion was wrong count: there, following the suggestion means
+    giving a wrong answer that a model put in front of the annotator. An annotator who
+    ignores suggestions follows a wrong one only by erring the same way (about
+    ``(1 - accuracy) / (K - 1)`` of the time); one who copies them follows it always.
+
+    Args:
+        true_class: Gold class of each answer, shape (n,).
+        given_class: Class the annotator gave, shape (n,).
+        suggested_class: Class suggested with the task, shape (n,).
+
+    Returns:
+        The counts, the rate and its 95% interval.
+
+    Raises:
+        ValueError: If the arrays are not 1-D of one length, or hold non-integers.
+    """
+    t, g, s = (np.asarray(a) for a in (true_class, given_class, suggested_class))
+    if not (t.ndim == g.ndim == s.ndim == 1 and t.shape == g.shape == s.shape):
+        raise ValueError(
+            "true_class, given_class and suggested_class must be 1-D of one length, got "
+            f"{t.shape}, {g.shape} and {s.shape}"
+        )
+    for name, a in (("true_class", t), ("given_class", g), ("suggested_class", s)):
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    wrong = s != t
+    n = int(np.count_nonzero(wrong))
+    followed = int(np.count_nonzero(wrong & (g == s)))
+    if n == 0:
+        return Anchoring(0, 0, math.nan, (0.0, 1.0))
+    _mean, lo, hi = accuracy_posterior(followed, n, 0.5, 0.5)
+    return Anchoring(n, followed, followed / n, (float(lo), float(hi)))
 
 
 def mean_absolute_error_levels(true_level: npt.ArrayLike, given_level: npt.ArrayLike) -> float:

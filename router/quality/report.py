@@ -1,4 +1,4 @@
-"""An annotator's quality read-out: accuracy, confusion, calibration and drift on gold."""
+"""An annotator's quality read-out: accuracy, confusion, calibration, drift, anchoring on gold."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from sqlmodel import Session, col
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database
-from router.db.models import Annotator, GoldAnswer, Item, Label
+from router.db.models import Annotator, Assignment, GoldAnswer, Item, Label
 from router.errors import NotFound
 from router.maths.calibration import (
+    Anchoring,
+    anchoring,
     brier_score,
     drift,
     drift_p_value,
@@ -29,7 +31,15 @@ from router.quality.confusions import gold_confusions
 from router.quality.rules import GoldRecord, accuracy_estimate
 from router.routing.config import RoutingConfig
 
-__all__ = ["GoldAnswered", "annotator_quality", "gold_answered", "quality_flags"]
+__all__ = [
+    "GoldAnswered",
+    "annotator_quality",
+    "gold_answered",
+    "gold_answered_in_project",
+    "project_quality",
+    "quality_flags",
+    "quality_report",
+]
 
 _OVERCONFIDENCE = 0.1
 """Mean stated confidence above accuracy on gold by more than this is flagged."""
@@ -55,6 +65,39 @@ def annotator_quality(
             ).scalar_one()
         )
         confusion = gold_confusions(session, [annotator.id], schema, config)[0]
+    return quality_report(annotator, answers, n_labels, confusion, schema, config)
+
+
+def project_quality(
+    session: Session,
+    project_id: str,
+    annotators: list[Annotator],
+    n_labels: dict[str, int],
+    schema: LabelSchema,
+    config: RoutingConfig,
+) -> dict[str, dict[str, Any]]:
+    """`annotator_quality` of every annotator given, by id: three statements in all."""
+    ids = [a.id for a in annotators]
+    answers = gold_answered_in_project(session, project_id)
+    confusions = gold_confusions(session, ids, schema, config) if ids else None
+    return {
+        a.id: quality_report(
+            a, answers.get(a.id, []), n_labels.get(a.id, 0), confusions[j], schema, config
+        )
+        for j, a in enumerate(annotators)
+        if confusions is not None
+    }
+
+
+def quality_report(
+    annotator: Annotator,
+    answers: list[GoldAnswered],
+    n_labels: int,
+    confusion: np.ndarray[Any, Any],
+    schema: LabelSchema,
+    config: RoutingConfig,
+) -> dict[str, Any]:
+    """The quality read-out of one annotator from their gold answers (oldest first)."""
     scored = _score(answers, schema)
     true_idx, given_idx, correct = scored.true_idx, scored.given_idx, scored.correct
     record = GoldRecord(n_gold=annotator.n_gold, n_correct=annotator.n_gold_correct)
@@ -110,6 +153,14 @@ def annotator_quality(
             "p_value": drift_p_value(correct, q.drift_window) if correct.size else None,
             "flagged": drifted,
         },
+        "anchoring": {
+            "n_wrong_suggestions": scored.anchoring.n_wrong_suggestions,
+            "n_followed": scored.anchoring.n_followed,
+            "rate": _num(scored.anchoring.rate),
+            "rate_ci": list(scored.anchoring.interval),
+            "threshold": q.anchoring_threshold,
+            "flagged": _anchored(scored.anchoring, config),
+        },
         "n_labels": n_labels,
         "flags": flags,
     }
@@ -128,18 +179,50 @@ class GoldAnswered:
     answer: str
     given: str
     confidence: float | None
+    suggested: str | None = None
+    """The model suggestion shown with the task (model-assisted labeling), if any."""
 
 
 def gold_answered(session: Session, annotator_id: str) -> list[GoldAnswered]:
     """The annotator's gold answers, oldest first."""
-    rows = session.execute(
-        select(col(Label.id), col(GoldAnswer.answer), col(Label.label), col(Label.confidence))
-        .join(Item, col(Item.id) == col(Label.item_id))
-        .join(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
-        .where(col(Label.annotator_id) == annotator_id, col(Item.is_gold).is_(True))
-        .order_by(col(Label.created_at), col(Label.id))
-    ).all()
-    return [GoldAnswered(*row) for row in rows]
+    rows = session.execute(_GOLD_ANSWERS.where(col(Label.annotator_id) == annotator_id)).all()
+    return [_answered(row) for row in rows]
+
+
+def gold_answered_in_project(session: Session, project_id: str) -> dict[str, list[GoldAnswered]]:
+    """Every annotator's gold answers in the project, oldest first, by annotator id."""
+    rows = session.execute(_GOLD_ANSWERS.where(col(Label.project_id) == project_id)).all()
+    out: dict[str, list[GoldAnswered]] = {}
+    for row in rows:
+        out.setdefault(row[5], []).append(_answered(row))
+    return out
+
+
+def _answered(row: Any) -> GoldAnswered:
+    label_id, answer, given, confidence, suggestion, _annotator_id = row
+    return GoldAnswered(label_id, answer, given, confidence, _suggested(suggestion))
+
+
+_GOLD_ANSWERS = (
+    select(
+        col(Label.id),
+        col(GoldAnswer.answer),
+        col(Label.label),
+        col(Label.confidence),
+        col(Assignment.suggestion),
+        col(Label.annotator_id),
+    )
+    .join(Item, col(Item.id) == col(Label.item_id))
+    .join(GoldAnswer, col(GoldAnswer.item_id) == col(Item.id))
+    .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
+    .where(col(Item.is_gold).is_(True))
+    .order_by(col(Label.created_at), col(Label.id))
+)
+
+
+def _suggested(suggestion: Any) -> str | None:
+    label = suggestion.get("label") if isinstance(suggestion, dict) else None
+    return label if isinstance(label, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +233,8 @@ class _Scored:
     """Per usable answer (both labels still in the schema), in order."""
     confident: list[tuple[float, bool]]
     """(stated confidence, correct) of the usable answers that state a confidence."""
+    anchoring: Anchoring
+    """Of the usable answers given with a suggestion still in the schema."""
 
 
 def _score(answers: list[GoldAnswered], schema: LabelSchema) -> _Scored:
@@ -166,7 +251,20 @@ def _score(answers: list[GoldAnswered], schema: LabelSchema) -> _Scored:
         for a, ok, use in zip(answers, _spread(correct, usable), usable, strict=True)
         if use and a.confidence is not None
     ]
-    return _Scored(true_idx, given_idx, correct, confident)
+    shown = [
+        (t, g, schema.index_of(a.suggested))
+        for a, t, g in zip(answers, truth, given, strict=True)
+        if t is not None and g is not None and a.suggested is not None
+    ]
+    shown = [row for row in shown if row[2] is not None]
+    columns = np.array(shown, dtype=np.int64).reshape(-1, 3)
+    return _Scored(
+        true_idx,
+        given_idx,
+        correct,
+        confident,
+        anchoring(columns[:, 0], columns[:, 1], columns[:, 2]),
+    )
 
 
 def _flags(
@@ -189,7 +287,16 @@ def _flags(
         flags.append("accuracy_below_bar")
     if gold_exhausted:
         flags.append("gold_exhausted")
+    if _anchored(scored.anchoring, config):
+        flags.append("anchoring")
     return flags
+
+
+def _anchored(a: Anchoring, config: RoutingConfig) -> bool:
+    q = config.quality
+    return (
+        a.n_wrong_suggestions >= q.anchoring_min_answers and a.interval[0] > q.anchoring_threshold
+    )
 
 
 def quality_flags(

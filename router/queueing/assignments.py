@@ -129,6 +129,14 @@ if not gold_only then
   item, tier, prio = best_routed()
 end
 if gold_item then
+  if item then
+    -- The routed claim's calls, as reads (a gold lease takes no slot): serving gold must not
+    -- be quicker than serving the routed item found beside it.
+    if tonumber(redis.call('HGET', fk(p, item), item) or '0') - 1 <= 0 then
+      redis.call('ZSCORE', p .. 'q:' .. tier, item)
+    end
+    redis.call('HGET', lk(p, item), item)
+  end
   return lease(gold_item, 'gold', '0')
 end
 if gold_only then

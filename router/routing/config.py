@@ -295,6 +295,37 @@ class QualityConfig(BaseModel):
     refit_prior_strength: float = Field(default=3.0, gt=0.0, allow_inf_nan=False, strict=False)
     """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
 
+    anchoring_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, allow_inf_nan=False, strict=False
+    )
+    """Anchoring is flagged when, on gold items whose suggestion was wrong, the lower bound of
+    the 95% interval of the rate at which the annotator gave that wrong suggestion is above
+    this, in [0, 1] ..."""
+
+    anchoring_min_answers: int = Field(default=10, ge=1, strict=False)
+    """... once they have answered at least this many such gold items (≥ 1)."""
+
+
+class AssistConfig(BaseModel):
+    """Model-assisted labeling: a model's suggestion shown with the task (off by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool = Field(default=False, strict=True)
+    """Whether tasks/next carries a `suggestion` for the tiers below."""
+
+    model: str = Field(default="committee", min_length=1, max_length=200)
+    """Whose prediction is suggested: a committee model's name (its prediction on the item;
+    none if the item has no prediction from it), or ``committee`` for the mean of all of the
+    item's predictions."""
+
+    tiers: tuple[Literal["crowd", "expert"], ...] = ("crowd",)
+    """Annotator tiers shown suggestions (by the annotator's tier, so that gold and routed
+    work look alike)."""
+
+    min_confidence: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False, strict=False)
+    """No suggestion when the suggested class's probability is below this, in [0, 1]."""
+
 
 class LeasesConfig(BaseModel):
     """How long an assignment is held for the annotator who claimed it."""
@@ -339,6 +370,9 @@ class RoutingConfig(BaseModel):
 
     leases: LeasesConfig
     """How long an assignment is held for its annotator."""
+
+    assist: AssistConfig = AssistConfig()
+    """Model-assisted labeling (suggestions in tasks/next)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the config as a plain, JSON-able dict (same shape as the YAML file)."""

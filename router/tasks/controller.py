@@ -65,6 +65,7 @@ class TaskController(Controller):
                 "payload": g.payload,
                 "answer": g.answer,
                 "revision": g.revision,
+                "predictions": g.predictions,
             }
             for g in data.items
         ]

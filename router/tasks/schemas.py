@@ -34,6 +34,9 @@ class GoldIn(msgspec.Struct, forbid_unknown_fields=True):
     answer: str
     revision: int | None = None
     """A higher revision of an existing gold item replaces its answer."""
+    predictions: list[Any] | None = None
+    """Model predictions, as on ingest: with model-assisted labeling on, the suggestion shown
+    on this gold item comes from them (a wrong one measures anchoring)."""
 
 
 class GoldRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -25,14 +25,16 @@ from sqlmodel import Session, col
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
-from router.db.models import Annotator, Assignment, Item, Project, new_id
+from router.db.models import Annotator, Assignment, Item, Prediction, Project, new_id
 from router.errors import Conflict, NotFound, ServiceUnavailable
 from router.observability import metrics
+from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config_of
 from router.quality.alerts import flag_gold_exhausted
 from router.queueing.assignments import AssignmentStore, Claim, ReapedLease
-from router.routing.config import RoutingConfig
+from router.routing.config import AssistConfig, RoutingConfig
 from router.tasks.acting import acting_annotator, check_acting, require_active
+from router.tasks.assist import suggestion_for
 
 __all__ = [
     "Task",
@@ -55,6 +57,7 @@ class Task:
     label_schema: dict[str, Any]
     rubric_version: str
     lease_expires_at: str
+    suggestion: dict[str, str] | None = None
 
 
 def gold_odds(config: RoutingConfig, annotator: Annotator) -> tuple[float, bool]:
@@ -119,6 +122,14 @@ _CLAIMANT_BY_ID = _claimant_query(_ANNOTATOR.c.id == bindparam("annotator"))
 _CLAIMANT_BY_EXTERNAL_ID = _claimant_query(_ANNOTATOR.c.external_id == bindparam("annotator"))
 _PROJECT_ONLY = _claimant_query(false())
 _ITEM_PAYLOAD = select(_ITEM.c.payload).where(_ITEM.c.id == bindparam("item_id"))
+_PREDICTION = cast("Table", Prediction.__table__)  # type: ignore[attr-defined]
+# With model-assisted labeling on: the payload and the item's predictions in one round trip
+# (one row per prediction, or one row of NULLs); gold and routed items alike.
+_ITEM_WITH_PREDICTIONS = (
+    select(_ITEM.c.payload, _PREDICTION.c.model, _PREDICTION.c.model_version, _PREDICTION.c.probs)
+    .select_from(_ITEM.outerjoin(_PREDICTION, _PREDICTION.c.item_id == _ITEM.c.id))
+    .where(_ITEM.c.id == bindparam("item_id"))
+)
 _INSERT_ASSIGNMENT = insert(_ASSIGNMENT)
 
 
@@ -181,19 +192,32 @@ def _claim_once(
     )
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     expires = now + timedelta(milliseconds=lease_ms)
+    # By the annotator's tier, never the claim's: gold and routed work look alike.
+    assist = (
+        config.assist if config.assist.enabled and annotator.tier in config.assist.tiers else None
+    )
     try:
         if claim.gold_exhausted and annotator.gold_exhausted_at is None:
             # Rare: the flag and its event are written in one transaction with the claim.
             with db.session() as session:
                 _flag_gold_exhausted(session, project, annotator, config, now)
                 task = _record_claim(
-                    session.connection(), claim, project, annotator, assignment_id, now, expires
+                    session.connection(),
+                    claim,
+                    project,
+                    annotator,
+                    assignment_id,
+                    now,
+                    expires,
+                    assist,
                 )
         else:
             # Each statement is its own unit of change (autocommit on PostgreSQL): marking
             # the reaped leases expired, then the assignment.
             with db.statements(write=True) as conn:
-                task = _record_claim(conn, claim, project, annotator, assignment_id, now, expires)
+                task = _record_claim(
+                    conn, claim, project, annotator, assignment_id, now, expires, assist
+                )
     except IntegrityError:
         if claim.item_id is None:
             raise
@@ -238,12 +262,22 @@ def _record_claim(
     assignment_id: str,
     now: datetime,
     expires: datetime,
+    assist: AssistConfig | None,
 ) -> Task | None:
     """Mark the reaped leases expired, read the item and insert its assignment."""
     mark_expired(conn, claim.reaped)
     if claim.item_id is None:
         return None
-    payload = conn.execute(_ITEM_PAYLOAD, {"item_id": claim.item_id}).scalar_one_or_none()
+    suggestion = None
+    if assist is None:
+        payload = conn.execute(_ITEM_PAYLOAD, {"item_id": claim.item_id}).scalar_one_or_none()
+    else:
+        rows = conn.execute(_ITEM_WITH_PREDICTIONS, {"item_id": claim.item_id}).all()
+        payload = rows[0][0] if rows else None
+        if payload is not None:
+            labels = LabelSchema.parse(project.label_schema).labels
+            predictions = [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+            suggestion = suggestion_for(predictions, labels, assist)
     if payload is None:  # Redis held an item the database no longer has
         raise NotFound(f"item {claim.item_id!r} vanished")
     conn.execute(
@@ -258,13 +292,19 @@ def _record_claim(
             "config_version": project.routing_version,
             "leased_at": now,
             "lease_expires_at": expires,
+            "suggestion": suggestion,
         },
     )
-    return _task(assignment_id, claim.item_id, payload, project, expires)
+    return _task(assignment_id, claim.item_id, payload, project, expires, suggestion)
 
 
 def _task(
-    assignment_id: str, item_id: str, payload: dict[str, Any], project: Project, expires: datetime
+    assignment_id: str,
+    item_id: str,
+    payload: dict[str, Any],
+    project: Project,
+    expires: datetime,
+    suggestion: dict[str, str] | None = None,
 ) -> Task:
     # Gold and routed items take exactly this path: the response cannot tell them apart.
     return Task(
@@ -274,6 +314,7 @@ def _task(
         label_schema=project.label_schema,
         rubric_version=project.rubric_version,
         lease_expires_at=as_utc(expires).isoformat().replace("+00:00", "Z"),
+        suggestion=suggestion,
     )
 
 

@@ -134,12 +134,12 @@ def _over_time(
 
 
 def annotator_rows(rt: Runtime, viewer: Principal, project_id: str) -> list[dict[str, Any]]:
-    """Every annotator with its accuracy interval (the listing) and its ECE, drift and flags
-    (its quality report)."""
+    """Every annotator with its accuracy interval, ECE, drift and flags (the listing carries
+    each annotator's whole quality read-out, built from a few project-wide queries)."""
     rows = []
     for view in list_annotators(rt.db, viewer, project_id):
-        report = annotator_quality(rt.db, viewer, project_id, view["id"])
         q = view["quality"]
+        report = q
         lo, hi = q["accuracy_ci"]
         chart = interval_bar(
             q["accuracy"],

@@ -68,6 +68,7 @@ LABEL_FIELDS = {
     "rubric_version",
     "config_version",
     "created_at",
+    "suggestion",
 }
 
 
