@@ -292,7 +292,7 @@ class QualityConfig(BaseModel):
     labeler) or ``refit`` (the last Dawid-Skene refit's matrices, with the symmetric one as a
     Dirichlet prior; labelers the refit did not see get the symmetric one)."""
 
-    refit_prior_strength: float = Field(default=3.0, gt=0.0, allow_inf_nan=False, strict=False)
+    refit_prior_strength: float = Field(default=10.0, gt=0.0, allow_inf_nan=False, strict=False)
     """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
 
     anchoring_threshold: float = Field(
