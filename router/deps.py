@@ -22,7 +22,7 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-def provide_principal(request: Request[object, object, State], runtime: Runtime) -> Principal:
+def provide_principal(request: Request[object, object, State], runtime: RuntimeDep) -> Principal:
     # Taking `runtime` as a dependency puts the two in sequence: Litestar resolves the
     # dependencies of one level concurrently, in a task group (two tasks per request).
     principal = runtime.keys.resolve(request.headers.get("authorization"))
