@@ -92,6 +92,29 @@ def reopen_after_suspension(db: Database, store: AssignmentStore, annotator_id: 
     return len(rows) + released
 
 
+def release_suspended_leases(db: Database, store: AssignmentStore) -> int:
+    """Release every live lease held by a suspended annotator; returns how many.
+
+    A claim that read the annotator as active just before a suspension committed can record
+    its lease just after the suspension released the others: that lease would hold its item
+    until it lapsed (minutes). The reconciler sweeps them up on every pass.
+    """
+    with db.session() as session:
+        held = list(
+            session.execute(
+                select(Assignment)
+                .join(Annotator, col(Annotator.id) == col(Assignment.annotator_id))
+                .where(col(Assignment.status) == "leased", col(Annotator.status) != "active")
+                .with_for_update(of=Assignment)
+            ).scalars()
+        )
+        for assignment in held:
+            store.release(assignment.project_id, assignment.id)
+            assignment.status = "released"
+            session.add(assignment)
+    return len(held)
+
+
 def _update_project(
     db: Database, store: AssignmentStore, project_id: str, item_ids: list[str]
 ) -> dict[str, int]:

@@ -65,6 +65,9 @@ class DemoService:
         (self.var_dir / _MARKER).touch()
         env = {k: v for k, v in os.environ.items() if k not in _EMBEDDED_ENV}
         env.update(ROUTER_VAR_DIR=str(self.var_dir), ROUTER_ADMIN_KEY=self.admin_key)
+        # A one-minute campaign wants the reconciler's repairs (a lease that raced its
+        # annotator's suspension, say) within seconds, not the production 30 s.
+        env.setdefault("ROUTER_RECONCILE_INTERVAL", "5")
         (self.var_dir / "admin-key").write_text(self.admin_key + "\n")
         log = (self.var_dir / "server.log").open("wb")
         cmd = [sys.executable, "-m", "router.cli", "--log-level", "warning", "serve"]

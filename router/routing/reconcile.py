@@ -11,6 +11,7 @@
   whose consensus update was lost get one again.
 - Gold labels not yet counted in their annotators' records (their consensus mark or job was
   lost) are counted (`router.gold.record`; exactly once, so a race with the job is harmless).
+- Live leases of suspended annotators (a claim that raced the suspension) are released.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlmodel import Session, col
 
+from router.consensus.service import release_suspended_leases
 from router.db.database import Database, as_utc
 from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
 from router.gold.record import record_gold_labels
@@ -76,6 +78,8 @@ def reconcile(
         jobs.enqueue_consensus(project_id, item_id)
     # Gold labels whose consensus mark was lost (or whose job died for good) are counted here.
     gold = record_gold_labels(db, store, before=overdue)
+    # A lease recorded just after its annotator's suspension released the others.
+    released = release_suspended_leases(db, store)
     if full:
         jobs.redis.set(EPOCH_KEY, server or now.isoformat())
     return {
@@ -85,6 +89,7 @@ def reconcile(
         "consensus_rescheduled": len(stuck),
         "full_rebuild": full,
         "gold_recorded": gold["gold_recorded"],
+        "suspended_leases_released": released,
     }
 
 

@@ -163,3 +163,34 @@ def test_reconcile_reenqueues_a_batch_whose_job_failed_for_good(
     assert result["enqueued"] == 1
     jobs()
     assert [i["status"] for i in list_all(client, project)] == ["routed"]
+
+
+def test_a_lease_recorded_after_its_annotators_suspension_is_released(client, admin, jobs, runtime):
+    """A claim that read its annotator as active just before a suspension committed records
+    its lease after the suspension released the others (seen in `make demo`: the item waited
+    ten minutes for the lease to lapse). The reconciler releases it and the slot comes back."""
+    from sqlalchemy import update
+
+    from router.db.models import Annotator, Assignment
+    from tests.integration.helpers import annotator, claim, quiet
+
+    project = new_project(client, admin, routing=quiet())
+    ingest(client, project, [ordinary_item("a")])
+    jobs()
+    spammer, other = annotator(client, project, "spammer"), annotator(client, project, "w1")
+    task = claim(client, project, spammer)
+    assert task is not None
+    # The suspension as the race leaves it: committed, with this lease still live.
+    with runtime.db.session() as session:
+        session.execute(
+            update(Annotator).where(Annotator.id == spammer["id"]).values(status="suspended")
+        )
+    free_before = runtime.assignments.slots(project["id"], task["item_id"])
+    result = job_functions.reconcile()
+    assert result["suspended_leases_released"] == 1
+    with runtime.db.read() as session:
+        status = session.get(Assignment, task["assignment_id"]).status
+    assert status == "released"
+    assert runtime.assignments.slots(project["id"], task["item_id"]) != free_before
+    assert claim(client, project, other)["item_id"] == task["item_id"]  # type: ignore[index]
+    assert job_functions.reconcile()["suspended_leases_released"] == 0
