@@ -1,17 +1,19 @@
-"""Ingest benchmark: how fast the embedded default accepts, scores and routes items over HTTP.
+"""Ingest benchmark: how fast the service accepts, scores and routes items over HTTP.
 
-Each run starts `labelrouter serve` on the embedded default (SQLite + in-process Redis + the
-worker thread) as a subprocess with a fresh ROUTER_VAR_DIR, creates a 5-class categorical
-project, then sends the items (3-model committees drawn from seeded Dirichlet distributions:
-confident, uncertain, disagreeing, and some without predictions) in batches from a few client
-threads, as NDJSON and, on a fresh server, as JSON for comparison. It measures:
+Each run starts the service (`bench.stack`): in the production shape (PostgreSQL + Redis,
+`labelrouter serve --workers 2` and a separate `labelrouter worker`) when
+ROUTER_BENCH_DATABASE_URL / ROUTER_BENCH_REDIS_URL are set, and on the embedded default
+(SQLite + in-process Redis + the worker thread), fresh each run. It creates a 5-class
+categorical project, then sends the items (3-model committees drawn from seeded Dirichlet
+distributions: confident, uncertain, disagreeing, and some without predictions) in batches from
+a few client threads, as NDJSON and, on a fresh server, as JSON for comparison. It measures:
 
 - accepted items/s, from the first request sent until the last 202;
 - p50/p99 request latency;
 - the time from the last 202 until no item is left `queued` (polled every 50 ms);
 - the tier breakdown once everything is routed;
-- CPU seconds the server process spent while ingesting and while draining (less sensitive to a
-  noisy machine than wall-clock time).
+- CPU seconds the service's processes spent while ingesting and while draining (less sensitive
+  to a noisy machine than wall-clock time).
 """
 
 from __future__ import annotations
@@ -20,25 +22,17 @@ import argparse
 import os
 import platform
 import queue
-import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import numpy as np
+
+from bench.stack import SHAPES, production_urls, running_stack
 
 NAME = "ingest"
 
@@ -72,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--formats",
         default="ndjson",
         help="request formats, comma-separated, NDJSON first (ndjson; json to compare)",
+    )
+    group.add_argument(
+        "--ingest-shapes",
+        default="production,embedded",
+        help="service shapes, comma-separated (production,embedded; production needs "
+        "ROUTER_BENCH_DATABASE_URL and ROUTER_BENCH_REDIS_URL)",
     )
     group.add_argument("--seed", type=int, default=20240601)
     group.add_argument(
@@ -115,7 +115,7 @@ def make_items(n: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]
                 "channel": str(rng.choice(["email", "chat", "phone"])),
                 "customer_tier": int(rng.integers(1, 4)),
             },
-            "provenance": {"source": "bench", "trace_id": secrets.token_hex(8)},
+            "provenance": {"source": "bench", "trace_id": f"{int(rng.integers(2**62)):016x}"},
         }
         true = int(rng.integers(k))
         if kind == "confident":
@@ -158,132 +158,6 @@ def encode_batches(items: list[dict[str, Any]], batch_size: int, fmt: str) -> li
 # --------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_command() -> list[str]:
-    script = Path(sys.executable).with_name("labelrouter")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (Linux /proc), all its threads."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Server:
-    base_url: str
-    admin_key: str
-    proc: subprocess.Popen[bytes]
-    var_dir: Path
-    startup_s: float
-
-    def cpu(self) -> float | None:
-        return _cpu_seconds(self.proc.pid)
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            lines = (self.var_dir / "server.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-n:])
-
-
-@contextmanager
-def running_server(*, keep_var: bool, startup_timeout_s: float = 90.0) -> Iterator[Server]:
-    """`labelrouter serve` on the embedded default; always terminated on the way out."""
-    var_dir = Path(tempfile.mkdtemp(prefix="labelrouter-bench-"))
-    port = _free_port()
-    admin_key = "lr_bench_admin_" + secrets.token_urlsafe(16)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("ROUTER_DATABASE_URL", "ROUTER_REDIS_URL", "ROUTER_ROUTING_CONFIG")
-    }
-    env.update(
-        ROUTER_VAR_DIR=str(var_dir),
-        ROUTER_ADMIN_KEY=admin_key,
-        PYTHONUNBUFFERED="1",
-    )
-    cmd = [
-        *_server_command(),
-        "--log-level",
-        "warning",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = (var_dir / "server.log").open("wb")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    server = Server(f"http://127.0.0.1:{port}", admin_key, proc, var_dir, 0.0)
-    try:
-        _wait_ready(server, startup_timeout_s)
-        server.startup_s = time.perf_counter() - t0
-        yield server
-    finally:
-        _terminate(proc)
-        log.close()
-        if not keep_var:
-            shutil.rmtree(var_dir, ignore_errors=True)
-
-
-def _wait_ready(server: Server, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=server.base_url, timeout=5.0) as client:
-        while True:
-            if server.proc.poll() is not None:
-                msg = f"the server exited with {server.proc.returncode}:\n{server.log_tail()}"
-                raise RuntimeError(msg)
-            try:
-                if client.get("/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                msg = f"the server was not ready after {timeout_s:.0f}s:\n{server.log_tail()}"
-                raise RuntimeError(msg)
-            time.sleep(0.1)
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server, then anything left in its session.
-
-    The embedded worker runs RQ `with_scheduler`, which RQ forks into a process of its own, and
-    the server's shutdown does not stop it: it outlives the server. So the whole session is
-    reaped; every process in it descends from the server started here (signalled by group id).
-    """
-    if proc.poll() is None:
-        proc.terminate()  # uvicorn shuts down gracefully and stops the worker thread
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        deadline = time.monotonic() + 3.0
-        try:
-            os.killpg(proc.pid, sig)
-            while time.monotonic() < deadline:
-                os.killpg(proc.pid, 0)
-                time.sleep(0.05)
-        except ProcessLookupError:
-            return  # the session is empty
-
-
 # --------------------------------------------------------------------------------------------
 # One run
 # --------------------------------------------------------------------------------------------
@@ -291,6 +165,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class RunResult:
+    shape: str
     format: str
     items: int
     batch_size: int
@@ -448,11 +323,17 @@ def _count(client: httpx.Client, pid: str, key: str, **params: str) -> int:
 
 
 def run_once(
-    items: list[dict[str, Any]], fmt: str, *, batch_size: int, clients: int, args: Any
+    items: list[dict[str, Any]],
+    fmt: str,
+    *,
+    shape: str,
+    batch_size: int,
+    clients: int,
+    args: Any,
 ) -> RunResult:
     bodies = encode_batches(items, batch_size, fmt)
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
-    with running_server(keep_var=args.keep_var) as server:
+    with running_stack(shape, keep_var=args.keep_var) as server:
         with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
             pid, key = _create_project(client, server.admin_key)
         cpu0 = server.cpu()
@@ -480,6 +361,7 @@ def run_once(
     latencies_ms = np.array([(r.done - r.sent) * 1000.0 for r in records])
     accepted = sum(r.accepted for r in records)
     return RunResult(
+        shape=shape,
         format=fmt,
         items=len(items),
         batch_size=batch_size,
@@ -537,36 +419,56 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _shapes(arg: str) -> list[str]:
+    wanted = [x.strip() for x in arg.split(",") if x.strip()]
+    unknown = sorted(set(wanted) - set(SHAPES))
+    if unknown:
+        raise SystemExit(f"unknown shape(s) {unknown}; choose from {', '.join(SHAPES)}")
+    if production_urls() is None and "production" in wanted:
+        print("  ingest: production shape skipped (ROUTER_BENCH_*_URL not set)", flush=True)
+        wanted.remove("production")
+    return wanted
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise SystemExit(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
+    shapes = _shapes(args.ingest_shapes)
     items, kinds = make_items(args.items, args.seed)
-    runs: dict[str, list[RunResult]] = {f: [] for f in formats}
+    columns = [f"{shape} {fmt}" for shape in shapes for fmt in formats]
+    runs: dict[str, list[RunResult]] = {c: [] for c in columns}
     for rep in range(args.repeat):
-        for fmt in formats:
-            print(f"  ingest: run {rep + 1}/{args.repeat}, {fmt} ...", flush=True)
-            result = run_once(
-                items, fmt, batch_size=args.batch_size, clients=args.clients, args=args
-            )
-            if result.accepted != len(items) or result.duplicates:
-                msg = f"expected {len(items)} accepted, 0 duplicates; got {result}"
-                raise RuntimeError(msg)
-            runs[fmt].append(result)
-            print(
-                f"    {result.items_per_s:,.0f} items/s, p50 {result.latency_p50_ms:,.0f} ms, "
-                f"p99 {result.latency_p99_ms:,.0f} ms, drain {_fmt(result.drain_s, '.2f')} s",
-                flush=True,
-            )
-    summary = {fmt: _summarize(rs) for fmt, rs in runs.items()}
+        for shape in shapes:
+            for fmt in formats:
+                column = f"{shape} {fmt}"
+                print(f"  ingest: run {rep + 1}/{args.repeat}, {column} ...", flush=True)
+                result = run_once(
+                    items,
+                    fmt,
+                    shape=shape,
+                    batch_size=args.batch_size,
+                    clients=args.clients,
+                    args=args,
+                )
+                if result.accepted != len(items) or result.duplicates:
+                    msg = f"expected {len(items)} accepted, 0 duplicates; got {result}"
+                    raise RuntimeError(msg)
+                runs[column].append(result)
+                print(
+                    f"    {result.items_per_s:,.0f} items/s, p50 {result.latency_p50_ms:,.0f} ms, "
+                    f"p99 {result.latency_p99_ms:,.0f} ms, drain {_fmt(result.drain_s, '.2f')} s",
+                    flush=True,
+                )
+    summary = {column: _summarize(rs) for column, rs in runs.items()}
 
     n_req = -(-args.items // args.batch_size)
     what = "median of " + str(args.repeat) if args.repeat > 1 else "one run"
     rows: list[list[str]] = []
 
     def row(label: str, key: str, spec: str) -> None:
-        rows.append([label, *(_fmt(summary[f][key], spec) for f in formats)])
+        rows.append([label, *(_fmt(summary[c][key], spec) for c in columns)])
 
     row("accepted items/s (first request → last 202)", "items_per_s", ",.0f")
     row(f"request latency p50 (ms, {n_req} requests)", "latency_p50_ms", ",.0f")
@@ -577,15 +479,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     row("server CPU while draining (s)", "server_cpu_drain_s", ".2f")
     row("client CPU while ingesting (s)", "client_cpu_ingest_s", ".2f")
     for t in TIERS:
-        rows.append([f"tier {t} (items)", *(_fmt(summary[f]["tiers"][t], ",.0f") for f in formats)])
+        rows.append([f"tier {t} (items)", *(_fmt(summary[c]["tiers"][t], ",.0f") for c in columns)])
 
     cores = os.cpu_count() or 0
     notes = [
         f"{args.items:,} items, {args.batch_size:,} per request, {args.clients} client threads, "
-        f"{what}; a fresh server (SQLite + in-process Redis + worker thread) per run",
+        f"{what}; a fresh service per run: production = PostgreSQL + Redis, 2 API processes "
+        "and a separate worker process; embedded = SQLite + in-process Redis + worker thread",
         f"items drawn: {', '.join(f'{k} {v:,}' for k, v in kinds.items())}",
         f"CAUTION: this machine is noisy and has {cores} CPU core(s), shared by the server "
-        "(API, scoring worker thread) and the client threads; wall-clock figures swing between "
+        "(API, scoring worker, database, Redis) and the client threads; wall-clock figures swing "
+        "between "
         "runs, the CPU-second rows less so",
         f"p99 over {n_req} requests per run is close to the slowest request",
         "scoring runs in the server while later batches are still being ingested, so the drain "
@@ -595,7 +499,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         notes.append(f"some runs did not drain within {args.drain_timeout:.0f}s (drain n/a)")
     return {
         "name": NAME,
-        "columns": ["metric", *formats],
+        "columns": ["metric", *columns],
         "rows": rows,
         "notes": notes,
         "config": {
@@ -604,6 +508,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "clients": args.clients,
             "repeat": args.repeat,
             "formats": formats,
+            "shapes": shapes,
             "seed": args.seed,
             "mix": MIX,
             "drawn": kinds,
@@ -616,5 +521,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "summary": summary,
-        "runs": {fmt: [asdict(r) for r in rs] for fmt, rs in runs.items()},
+        "runs": {column: [asdict(r) for r in rs] for column, rs in runs.items()},
     }
