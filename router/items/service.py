@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+import msgspec
+from sqlalchemy import Table, and_, insert, or_, select, text
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col
 
 from router import audit
@@ -19,7 +20,7 @@ from router.db.cursor import decode_cursor, encode_cursor
 from router.db.database import Database, as_utc
 from router.db.models import Item, Prediction, new_id, utcnow
 from router.errors import InvalidInput, NotFound
-from router.items.ingest import IngestItem
+from router.items.ingest import IngestItem, ItemPrediction
 from router.projects.service import get_project
 from router.queueing.jobs import JobQueue
 
@@ -64,43 +65,22 @@ def ingest_items(
     now = utcnow()
     with db.session() as session:
         get_project(session, actor, project_id)
-        existing = _existing_ids(session, project_id, list(first))
-        fresh = [item for ext, item in first.items() if ext not in existing]
-        rows = [
-            {
-                "id": new_id(),
-                "project_id": project_id,
-                "external_id": item.external_id,
-                "batch_id": batch_id,
-                "payload": item.payload,
-                "provenance": item.provenance,
-                "is_gold": False,
-                "status": "queued",
-                "labels_needed": 0,
-                "n_labels": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for item in fresh
-        ]
-        inserted = _insert_new(session, db, rows)
-        # A concurrent request may have stored some of the same external_ids meanwhile.
-        lost = [str(r["external_id"]) for r in rows if r["external_id"] not in inserted]
-        if lost:
-            existing.update(_existing_ids(session, project_id, lost))
-        pred_rows = [
-            {
-                "item_id": inserted[item.external_id],
-                "model": p.model,
-                "model_version": p.model_version,
-                "probs": p.probs,
-            }
-            for item in fresh
-            if item.external_id in inserted
-            for p in item.predictions
-        ]
-        if pred_rows:
-            session.execute(insert(Prediction), pred_rows)
+        # Insert first and look up only what was not inserted (a repeat of a stored
+        # external_id, or one a concurrent request stored first): most batches are all new.
+        fresh = sorted(first.values(), key=lambda item: item.external_id)
+        inserted = _insert_items(session, db, project_id, batch_id, fresh, now)
+        missing = [item.external_id for item in fresh if item.external_id not in inserted]
+        existing = _existing_ids(session, project_id, missing) if missing else {}
+        _insert_predictions(
+            session,
+            db,
+            [
+                (inserted[item.external_id], p)
+                for item in fresh
+                if item.external_id in inserted
+                for p in item.predictions
+            ],
+        )
         ids = {**existing, **inserted}
         accepted = len(inserted)
         duplicates = len(items) - accepted
@@ -142,23 +122,124 @@ def _existing_ids(session: Session, project_id: str, external_ids: list[str]) ->
     return found
 
 
-def _insert_new(session: Session, db: Database, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Insert, skipping rows whose external_id a concurrent request stored first."""
-    if not rows:
+def _insert_items(
+    session: Session,
+    db: Database,
+    project_id: str,
+    batch_id: str,
+    items: list[IngestItem],
+    now: datetime,
+) -> dict[str, str]:
+    """Insert the items as queued, skipping external_ids already stored; {external_id: id} of
+    those inserted.
+
+    `items` come sorted by external_id: two requests inserting overlapping external_ids then
+    take the unique-index locks in the same order and wait for each other instead of
+    deadlocking (PostgreSQL).
+    """
+    if not items:
         return {}
-    # One order for every request, so that two requests inserting overlapping external_ids
-    # take the unique-index locks in the same order and wait for each other instead of
-    # deadlocking (PostgreSQL).
-    rows = sorted(rows, key=lambda r: str(r["external_id"]))
-    table = Item.__table__  # type: ignore[attr-defined]
-    dialect = sqlite if db.is_sqlite else postgresql
+    if not db.is_sqlite:
+        # One statement over arrays: its text is the same for every batch (prepared once per
+        # connection) and the rows travel as a few array parameters, not 12 per row.
+        result = session.execute(
+            _PG_INSERT_ITEMS,
+            {
+                "project_id": project_id,
+                "batch_id": batch_id,
+                "now": now,
+                "ids": [new_id() for _ in items],
+                "external_ids": [item.external_id for item in items],
+                "payloads": [_json(item.payload) for item in items],
+                "provenances": [
+                    None if item.provenance is None else _json(item.provenance) for item in items
+                ],
+            },
+        )
+        return {str(ext): str(iid) for ext, iid in result.all()}
+    rows = [
+        {
+            "id": new_id(),
+            "project_id": project_id,
+            "external_id": item.external_id,
+            "batch_id": batch_id,
+            "payload": item.payload,
+            "provenance": item.provenance,
+            "is_gold": False,
+            "status": "queued",
+            "labels_needed": 0,
+            "n_labels": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in items
+    ]
     stmt = (
-        dialect.insert(table)
+        sqlite.insert(_ITEM)
         .on_conflict_do_nothing(index_elements=["project_id", "external_id"])
-        .returning(table.c.external_id, table.c.id)
+        .returning(_ITEM.c.external_id, _ITEM.c.id)
     )
-    result = session.execute(stmt, rows)
-    return dict(result.all())
+    return {str(ext): str(iid) for ext, iid in session.execute(stmt, rows).all()}
+
+
+def _insert_predictions(
+    session: Session, db: Database, rows: list[tuple[str, ItemPrediction]]
+) -> None:
+    if not rows:
+        return
+    if not db.is_sqlite:
+        session.execute(
+            _PG_INSERT_PREDICTIONS,
+            {
+                "item_ids": [item_id for item_id, _ in rows],
+                "models": [p.model for _, p in rows],
+                "versions": [p.model_version for _, p in rows],
+                "probs": [_json(p.probs) for _, p in rows],
+            },
+        )
+        return
+    session.execute(
+        insert(Prediction),
+        [
+            {
+                "item_id": item_id,
+                "model": p.model,
+                "model_version": p.model_version,
+                "probs": p.probs,
+            }
+            for item_id, p in rows
+        ],
+    )
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+_ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
+_PG_INSERT_ITEMS = text(
+    """
+    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
+                      status, labels_needed, n_labels, created_at, updated_at)
+    SELECT u.id, :project_id, u.external_id, :batch_id, u.payload::json, u.provenance::json,
+           false, 'queued', 0, 0, :now, :now
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:external_ids AS varchar[]),
+                CAST(:payloads AS text[]), CAST(:provenances AS text[]))
+         WITH ORDINALITY AS u(id, external_id, payload, provenance, n)
+    ORDER BY u.n
+    ON CONFLICT (project_id, external_id) DO NOTHING
+    RETURNING external_id, id
+    """
+)
+_PG_INSERT_PREDICTIONS = text(
+    """
+    INSERT INTO prediction (item_id, model, model_version, probs)
+    SELECT u.item_id, u.model, u.model_version, u.probs::json
+    FROM unnest(CAST(:item_ids AS varchar[]), CAST(:models AS varchar[]),
+                CAST(:versions AS varchar[]), CAST(:probs AS text[]))
+         AS u(item_id, model, model_version, probs)
+    """
+)
 
 
 def get_item(db: Database, actor: Principal, project_id: str, item_id: str) -> dict[str, Any]:
