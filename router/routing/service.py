@@ -7,16 +7,19 @@ policy, writes the outcome in one transaction, then puts the routed items on the
 from __future__ import annotations
 
 import hashlib
+import typing
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, Text, cast, func, select
 from sqlmodel import Session, col
 
+from router.db.bulk import update_by_key
 from router.db.database import Database
 from router.db.models import Item, Prediction, Project, utcnow
 from router.maths.disagreement import priority as blend_priority
@@ -157,11 +160,13 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
         project = session.execute(
             select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
         ).scalar_one()
-        items = list(
-            session.execute(
-                select(Item).where(col(Item.batch_id) == batch_id, col(Item.status) == "queued")
-            ).scalars()
-        )
+        # Only what routing needs: the item objects' JSON payloads would cost more to decode
+        # than the rest of routing.
+        items = session.execute(
+            select(col(Item.id), col(Item.external_id)).where(
+                col(Item.batch_id) == batch_id, col(Item.status) == "queued"
+            )
+        ).all()
         if not items:
             return {"batch_id": batch_id, "routed": 0}
         config = routing_config(session, project)
@@ -195,17 +200,12 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
             if row["status"] == "routed":
                 opened.append((item.id, row["tier"], row["priority"], row["labels_needed"]))
             rows.append(row)
-        stmt = (
-            update(Item)
-            .where(col(Item.id) == bindparam("_id"), col(Item.status) == "queued")
-            .values({k: bindparam(k) for k in rows[0] if k != "_id"})
-        )
-        session.connection().execute(stmt, rows)
+        update_by_key(session, _ITEM, rows, guard=_ITEM.c.status == "queued")
         # Auto-accepted items are settled here.
         Outbox(session, project_id).emit_many(
             "item.settled",
             [
-                auto_settled_event(item, row)
+                auto_settled_event(item.id, item.external_id, row)
                 for item, row in zip(items, rows, strict=True)
                 if row["status"] == "done"
             ],
@@ -217,7 +217,9 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
 
 
 def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np.float64]]:
-    rows: dict[str, list[tuple[str, str, list[float]]]] = defaultdict(list)
+    """Each item's committee: one row of probabilities per model, ordered by model name."""
+    keys: list[tuple[str, str, str]] = []
+    texts: list[str] = []
     for start in range(0, len(item_ids), _IN_CHUNK):
         chunk = item_ids[start : start + _IN_CHUNK]
         result = session.execute(
@@ -225,13 +227,26 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
                 col(Prediction.item_id),
                 col(Prediction.model),
                 col(Prediction.model_version),
-                col(Prediction.probs),
+                # As text, decoded all at once below: per-row JSON decoding by the driver
+                # was most of the cost of reading a batch's committees.
+                cast(col(Prediction.probs), Text),
             ).where(col(Prediction.item_id).in_(chunk))
         )
         for item_id, model, version, probs in result:
-            rows[item_id].append((model, version, probs))
+            keys.append((item_id, model, version))
+            texts.append(probs)
+    if not keys:
+        return {}
+    decoded = _PROBS.decode(f"[{','.join(texts)}]")
+    rows: dict[str, list[tuple[str, str, list[float]]]] = defaultdict(list)
+    for (item_id, model, version), p in zip(keys, decoded, strict=True):
+        rows[item_id].append((model, version, p))
     # Members sorted by model name so a committee's array does not depend on storage order.
     return {
         item_id: np.asarray([p for _, _, p in sorted(members)], dtype=np.float64)
         for item_id, members in rows.items()
     }
+
+
+_PROBS = msgspec.json.Decoder(list[list[float]])
+_ITEM = typing.cast("Table", Item.__table__)  # type: ignore[attr-defined]

@@ -792,7 +792,7 @@ def _reroute_chunk(
                 outcome.transitions[moves[item_id]] += 1
             if row["status"] == "done":
                 outcome.closed.append(item_id)
-                settled.append(auto_settled_event(by_id[item_id], row))
+                settled.append(auto_settled_event(item_id, by_id[item_id].external_id, row))
             else:
                 entry = (item_id, row["tier"], row["priority"], row["labels_needed"])
                 outcome.opened.append(entry)

@@ -33,12 +33,12 @@ def settled_event(item: Item, reason: str) -> dict[str, Any]:
     }
 
 
-def auto_settled_event(item: Item, row: dict[str, Any]) -> dict[str, Any]:
+def auto_settled_event(item_id: str, external_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """item.settled for an item auto-accepted by routing; `row` holds the columns routing
-    writes (`router.routing.service.routing_row`), which the item object does not have yet."""
+    writes (`router.routing.service.routing_row`)."""
     return {
-        "item_id": item.id,
-        "external_id": item.external_id,
+        "item_id": item_id,
+        "external_id": external_id,
         "label": row["consensus_label"],
         "confidence": row["consensus_confidence"],
         "tier": row["tier"],
