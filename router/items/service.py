@@ -140,21 +140,23 @@ def _insert_items(
     if not items:
         return {}
     if not db.is_sqlite:
-        # One statement over arrays: its text is the same for every batch (prepared once per
-        # connection) and the rows travel as a few array parameters, not 12 per row.
+        # One statement whose rows travel as one JSON document: its text is the same for
+        # every batch (prepared once per connection), and the payloads go in as they were
+        # encoded when checked.
+        doc = _ENCODER.encode(
+            [
+                _ItemRow(
+                    id=new_id(),
+                    external_id=item.external_id,
+                    payload=msgspec.Raw(item.payload_json),
+                    provenance=item.provenance,
+                )
+                for item in items
+            ]
+        )
         result = session.execute(
             _PG_INSERT_ITEMS,
-            {
-                "project_id": project_id,
-                "batch_id": batch_id,
-                "now": now,
-                "ids": [new_id() for _ in items],
-                "external_ids": [item.external_id for item in items],
-                "payloads": [_json(item.payload) for item in items],
-                "provenances": [
-                    None if item.provenance is None else _json(item.provenance) for item in items
-                ],
-            },
+            {"project_id": project_id, "batch_id": batch_id, "now": now, "rows": doc.decode()},
         )
         return {str(ext): str(iid) for ext, iid in result.all()}
     rows = [
@@ -188,15 +190,15 @@ def _insert_predictions(
     if not rows:
         return
     if not db.is_sqlite:
-        session.execute(
-            _PG_INSERT_PREDICTIONS,
-            {
-                "item_ids": [item_id for item_id, _ in rows],
-                "models": [p.model for _, p in rows],
-                "versions": [p.model_version for _, p in rows],
-                "probs": [_json(p.probs) for _, p in rows],
-            },
+        doc = _ENCODER.encode(
+            [
+                _PredictionRow(
+                    item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs
+                )
+                for item_id, p in rows
+            ]
         )
+        session.execute(_PG_INSERT_PREDICTIONS, {"rows": doc.decode()})
         return
     session.execute(
         insert(Prediction),
@@ -212,20 +214,32 @@ def _insert_predictions(
     )
 
 
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+class _ItemRow(msgspec.Struct):
+    id: str
+    external_id: str
+    payload: msgspec.Raw
+    provenance: dict[str, Any] | None
 
 
+class _PredictionRow(msgspec.Struct):
+    item_id: str
+    model: str
+    model_version: str
+    probs: list[float]
+
+
+_ENCODER = msgspec.json.Encoder()
 _ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
 _PG_INSERT_ITEMS = text(
     """
     INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
                       status, labels_needed, n_labels, created_at, updated_at)
-    SELECT u.id, :project_id, u.external_id, :batch_id, u.payload::json, u.provenance::json,
+    SELECT u.id, :project_id, u.external_id, :batch_id, u.payload, u.provenance,
            false, 'queued', 0, 0, :now, :now
-    FROM unnest(CAST(:ids AS varchar[]), CAST(:external_ids AS varchar[]),
-                CAST(:payloads AS text[]), CAST(:provenances AS text[]))
-         WITH ORDINALITY AS u(id, external_id, payload, provenance, n)
+    FROM ROWS FROM (
+           json_to_recordset(CAST(:rows AS json))
+             AS (id varchar, external_id varchar, payload json, provenance json)
+         ) WITH ORDINALITY AS u(id, external_id, payload, provenance, n)
     ORDER BY u.n
     ON CONFLICT (project_id, external_id) DO NOTHING
     RETURNING external_id, id
@@ -234,10 +248,9 @@ _PG_INSERT_ITEMS = text(
 _PG_INSERT_PREDICTIONS = text(
     """
     INSERT INTO prediction (item_id, model, model_version, probs)
-    SELECT u.item_id, u.model, u.model_version, u.probs::json
-    FROM unnest(CAST(:item_ids AS varchar[]), CAST(:models AS varchar[]),
-                CAST(:versions AS varchar[]), CAST(:probs AS text[]))
-         AS u(item_id, model, model_version, probs)
+    SELECT u.item_id, u.model, u.model_version, u.probs
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS u(item_id varchar, model varchar, model_version varchar, probs json)
     """
 )
 
