@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Table, Text, cast, func, select
+from sqlalchemy import JSON, Table, Text, any_, bindparam, cast, func, select
 from sqlmodel import Session, col
 
 from router.db.bulk import update_by_key
@@ -220,19 +220,28 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
     """Each item's committee: one row of probabilities per model, ordered by model name."""
     keys: list[tuple[str, str, str]] = []
     texts: list[str] = []
-    for start in range(0, len(item_ids), _IN_CHUNK):
-        chunk = item_ids[start : start + _IN_CHUNK]
-        result = session.execute(
-            select(
-                col(Prediction.item_id),
-                col(Prediction.model),
-                col(Prediction.model_version),
-                # As text, decoded all at once below: per-row JSON decoding by the driver
-                # was most of the cost of reading a batch's committees.
-                cast(col(Prediction.probs), Text),
-            ).where(col(Prediction.item_id).in_(chunk))
-        )
-        for item_id, model, version, probs in result:
+    columns = (
+        col(Prediction.item_id),
+        col(Prediction.model),
+        col(Prediction.model_version),
+        # As text, decoded all at once below: per-row JSON decoding by the driver was most of
+        # the cost of reading a batch's committees.
+        cast(col(Prediction.probs), Text),
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # The ids as one JSON array: one statement whose text does not depend on their number.
+        ids = cast(bindparam("ids", _ENCODER.encode(item_ids).decode(), type_=Text), JSON)
+        # `= ANY(ARRAY(subquery))`: evaluated once, then an index scan; `IN (subquery)` let the
+        # planner hash-join a scan of the whole prediction table.
+        listed = func.array(select(func.json_array_elements_text(ids)).scalar_subquery())
+        wanted = [col(Prediction.item_id) == any_(listed)]
+    else:
+        wanted = [
+            col(Prediction.item_id).in_(item_ids[start : start + _IN_CHUNK])
+            for start in range(0, len(item_ids), _IN_CHUNK)
+        ]
+    for where in wanted:
+        for item_id, model, version, probs in session.execute(select(*columns).where(where)):
             keys.append((item_id, model, version))
             texts.append(probs)
     if not keys:
@@ -249,4 +258,5 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
 
 
 _PROBS = msgspec.json.Decoder(list[list[float]])
+_ENCODER = msgspec.json.Encoder()
 _ITEM = typing.cast("Table", Item.__table__)  # type: ignore[attr-defined]
