@@ -251,26 +251,50 @@ _OPEN_MANY = (
     _BUCKETS
     + """
 local p = ARGV[1]
+-- As _OPEN for each (item, tier, priority, wanted), with the set and queue calls made once
+-- for the whole chunk: about two calls per item instead of six or seven. An item named twice
+-- takes its last entry, as if the entries ran in order.
+local last = {}
+local items = {}
+for j = 2, #ARGV, 4 do
+  if last[ARGV[j]] == nil then items[#items + 1] = ARGV[j] end
+  last[ARGV[j]] = j
+end
+if #items == 0 then return 1 end
+-- A settled item is never opened again (as in _OPEN).
+local closed = {}
+local flags = redis.call('SMISMEMBER', p .. 'closed', unpack(items))
+for i, item in ipairs(items) do closed[item] = flags[i] == 1 end
+local adds, rems = {}, {}
 for j = 2, #ARGV, 4 do
   local item, tier, prio, wanted = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-  -- A settled item is never opened again (as in _OPEN).
-  if redis.call('SISMEMBER', p .. 'closed', item) == 0 then
-    local leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
+  if last[item] == j and not closed[item] then
+    local leased = 0
+    if redis.call('HSETNX', lk(p, item), item, 0) == 0 then
+      leased = tonumber(redis.call('HGET', lk(p, item), item) or '0')
+    end
     local free = wanted - leased
     if free < 0 then free = 0 end
     redis.call('HSET', fk(p, item), item, free)
-    if redis.call('HEXISTS', lk(p, item), item) == 0 then
-      redis.call('HSET', lk(p, item), item, 0)
-    end
-    for _, t in ipairs({'crowd', 'expert'}) do
-      if t ~= tier then redis.call('ZREM', p .. 'q:' .. t, item) end
-    end
-    if free > 0 then
-      redis.call('ZADD', p .. 'q:' .. tier, prio, item)
-    else
-      redis.call('ZREM', p .. 'q:' .. tier, item)
+    local tiers = {'crowd', 'expert'}
+    if tier ~= 'crowd' and tier ~= 'expert' then tiers[3] = tier end
+    for _, t in ipairs(tiers) do
+      if t == tier and free > 0 then
+        adds[t] = adds[t] or {}
+        table.insert(adds[t], prio)
+        table.insert(adds[t], item)
+      else
+        rems[t] = rems[t] or {}
+        table.insert(rems[t], item)
+      end
     end
   end
+end
+for t, out in pairs(rems) do
+  if #out > 0 then redis.call('ZREM', p .. 'q:' .. t, unpack(out)) end
+end
+for t, a in pairs(adds) do
+  redis.call('ZADD', p .. 'q:' .. t, unpack(a))
 end
 return 1
 """
