@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import Table, and_, insert, or_, select, text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import DateTime, Table, and_, bindparam, or_, select, text
 from sqlmodel import Session, col
 
 from router import audit
@@ -139,49 +138,25 @@ def _insert_items(
     """
     if not items:
         return {}
-    if not db.is_sqlite:
-        # One statement whose rows travel as one JSON document: its text is the same for
-        # every batch (prepared once per connection), and the payloads go in as they were
-        # encoded when checked.
-        doc = _ENCODER.encode(
-            [
-                _ItemRow(
-                    id=new_id(),
-                    external_id=item.external_id,
-                    payload=msgspec.Raw(item.payload_json),
-                    provenance=item.provenance,
-                )
-                for item in items
-            ]
-        )
-        result = session.execute(
-            _PG_INSERT_ITEMS,
-            {"project_id": project_id, "batch_id": batch_id, "now": now, "rows": doc.decode()},
-        )
-        return {str(ext): str(iid) for ext, iid in result.all()}
-    rows = [
-        {
-            "id": new_id(),
-            "project_id": project_id,
-            "external_id": item.external_id,
-            "batch_id": batch_id,
-            "payload": item.payload,
-            "provenance": item.provenance,
-            "is_gold": False,
-            "status": "queued",
-            "labels_needed": 0,
-            "n_labels": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for item in items
-    ]
-    stmt = (
-        sqlite.insert(_ITEM)
-        .on_conflict_do_nothing(index_elements=["project_id", "external_id"])
-        .returning(_ITEM.c.external_id, _ITEM.c.id)
+    # One statement whose rows travel as one JSON document: its text is the same for every
+    # batch (prepared once per connection on PostgreSQL), and the payloads go in as they were
+    # encoded when checked, with no per-row parameter binding.
+    doc = _ENCODER.encode(
+        [
+            _ItemRow(
+                id=new_id(),
+                external_id=item.external_id,
+                payload=msgspec.Raw(item.payload_json),
+                provenance=item.provenance,
+            )
+            for item in items
+        ]
     )
-    return {str(ext): str(iid) for ext, iid in session.execute(stmt, rows).all()}
+    result = session.execute(
+        _SQLITE_INSERT_ITEMS if db.is_sqlite else _PG_INSERT_ITEMS,
+        {"project_id": project_id, "batch_id": batch_id, "now": now, "rows": doc.decode()},
+    )
+    return {str(ext): str(iid) for ext, iid in result.all()}
 
 
 def _insert_predictions(
@@ -189,28 +164,17 @@ def _insert_predictions(
 ) -> None:
     if not rows:
         return
-    if not db.is_sqlite:
-        doc = _ENCODER.encode(
-            [
-                _PredictionRow(
-                    item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs
-                )
-                for item_id, p in rows
-            ]
-        )
-        session.execute(_PG_INSERT_PREDICTIONS, {"rows": doc.decode()})
-        return
-    session.execute(
-        insert(Prediction),
+    doc = _ENCODER.encode(
         [
-            {
-                "item_id": item_id,
-                "model": p.model,
-                "model_version": p.model_version,
-                "probs": p.probs,
-            }
+            _PredictionRow(
+                item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs
+            )
             for item_id, p in rows
-        ],
+        ]
+    )
+    session.execute(
+        _SQLITE_INSERT_PREDICTIONS if db.is_sqlite else _PG_INSERT_PREDICTIONS,
+        {"rows": doc.decode()},
     )
 
 
@@ -243,6 +207,28 @@ _PG_INSERT_ITEMS = text(
     ORDER BY u.n
     ON CONFLICT (project_id, external_id) DO NOTHING
     RETURNING external_id, id
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+# The same from SQLite's json_each (json_extract keeps numbers' and objects' text as sent);
+# `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+_SQLITE_INSERT_ITEMS = text(
+    """
+    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
+                      status, labels_needed, n_labels, created_at, updated_at)
+    SELECT json_extract(value, '$.id'), :project_id, json_extract(value, '$.external_id'),
+           :batch_id, json_extract(value, '$.payload'), json_extract(value, '$.provenance'),
+           0, 'queued', 0, 0, :now, :now
+    FROM json_each(:rows) WHERE true
+    ON CONFLICT (project_id, external_id) DO NOTHING
+    RETURNING external_id, id
+    """
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+_SQLITE_INSERT_PREDICTIONS = text(
+    """
+    INSERT INTO prediction (item_id, model, model_version, probs)
+    SELECT json_extract(value, '$.item_id'), json_extract(value, '$.model'),
+           json_extract(value, '$.model_version'), json_extract(value, '$.probs')
+    FROM json_each(:rows)
     """
 )
 _PG_INSERT_PREDICTIONS = text(
