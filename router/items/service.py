@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import DateTime, Table, and_, bindparam, or_, select, text
+from sqlalchemy import DateTime, Row, Table, and_, bindparam, or_, select, text
 from sqlmodel import Session, col
 
 from router import audit
@@ -294,7 +294,7 @@ def list_items(
         raise InvalidInput("invalid listing parameters", extra=problems)
     with db.read() as session:
         get_project(session, actor, project_id)
-        query = select(Item).where(col(Item.project_id) == project_id)
+        query = select(*_VIEW_COLUMNS).where(col(Item.project_id) == project_id)
         if status is not None:
             query = query.where(col(Item.status) == status)
         if tier is not None:
@@ -312,7 +312,7 @@ def list_items(
                 ),
             )
         query = query.order_by(col(Item.created_at), col(Item.id)).limit(limit + 1)
-        rows = list(session.execute(query).scalars())
+        rows = list(session.execute(query))
     more = len(rows) > limit
     rows = rows[:limit]
     gold_flag = actor.role is not Role.PRODUCER
@@ -322,8 +322,8 @@ def list_items(
     )
 
 
-def item_view(item: Item, *, with_gold_flag: bool) -> dict[str, Any]:
-    """The contract's item read-out."""
+def item_view(item: Item | Row[Any], *, with_gold_flag: bool) -> dict[str, Any]:
+    """The contract's item read-out, from an item or a row of `_VIEW_COLUMNS`."""
     consensus = (
         {"label": item.consensus_label, "confidence": item.consensus_confidence}
         if item.consensus_label is not None
@@ -351,6 +351,29 @@ def item_view(item: Item, *, with_gold_flag: bool) -> dict[str, Any]:
     if with_gold_flag:
         view["is_gold"] = item.is_gold
     return view
+
+
+# What item_view reads: a listing selects these, not the payload and provenance it would
+# decode for nothing.
+_VIEW_COLUMNS = (
+    col(Item.id),
+    col(Item.external_id),
+    col(Item.status),
+    col(Item.tier),
+    col(Item.uncertainty),
+    col(Item.disagreement),
+    col(Item.priority),
+    col(Item.n_labels),
+    col(Item.labels_needed),
+    col(Item.consensus_label),
+    col(Item.consensus_confidence),
+    col(Item.routing_reason),
+    col(Item.config_version),
+    col(Item.created_at),
+    col(Item.routed_at),
+    col(Item.settled_at),
+    col(Item.is_gold),
+)
 
 
 def _iso(value: datetime | None) -> str | None:
