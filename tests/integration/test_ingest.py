@@ -89,6 +89,36 @@ def test_stored_item_keeps_payload_predictions_and_provenance(client, project):
     assert view["predictions"] == [{"model": "m0", "model_version": "1", "probs": GOOD}]
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_awkward_text_survives_the_batch_document(client, project, content_type):
+    """Ids and payloads travel to the database inside one JSON document: quotes, backslashes,
+    escapes, non-ASCII text and exact floats come back as sent."""
+    awkward = ['q"uote', "back\\slash", "tab\there", "é-ü-漢字-🙂", "a/b", "123", "null"]
+    sent = [
+        item(
+            ext,
+            [1 / 3, 1 / 3, 1 / 3],
+            payload={"text": ext, "n": 1e-7, "big": 2.5e300, "u": "\u0001", "k": {ext: [ext]}},
+            provenance={"source": ext, "trace_id": None},
+        )
+        for ext in awkward
+    ]
+    body = json.dumps({"items": sent}) if content_type == "application/json" else _ndjson(sent)
+    resp = _post(client, project, body, content_type)
+    assert resp.status_code == 202, resp.text
+    ids = {row["external_id"]: row["id"] for row in resp.json()["items"]}
+    assert sorted(ids) == sorted(awkward)
+    for one in sent:
+        view = client.get(
+            f"/v1/projects/{project['id']}/items/{ids[one['external_id']]}",
+            headers=auth(project["producer_key"]),
+        ).json()
+        assert view["external_id"] == one["external_id"]
+        assert view["payload"] == one["payload"]
+        assert view["provenance"] == one["provenance"]
+        assert view["predictions"][0]["probs"] == [1 / 3, 1 / 3, 1 / 3]
+
+
 def test_repeats_within_and_across_requests_are_duplicates(client, project, runtime):
     first = ingest(client, project, [item("a", GOOD), item("b"), item("a", [1.0, 0.0, 0.0])])
     assert (first["accepted"], first["duplicates"]) == (2, 1)
