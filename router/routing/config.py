@@ -295,6 +295,12 @@ class QualityConfig(BaseModel):
     refit_prior_strength: float = Field(default=10.0, gt=0.0, allow_inf_nan=False, strict=False)
     """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
 
+    refit_prior: AnnotatorPriorConfig | None = None
+    """Dirichlet prior of every confusion row in the Dawid-Skene refit itself: ``alpha``
+    pseudo-counts on the correct class, ``beta`` spread over the wrong ones; None: the
+    consensus annotator prior. With hundreds of labels per annotator a lighter prior (e.g.
+    ``{alpha: 1.0, beta: 0.01}``, Dawid-Skene's usual smoothing) lets the counts speak."""
+
     anchoring_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, allow_inf_nan=False, strict=False
     )

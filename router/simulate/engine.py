@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.consensus.model import item_priors, labeler_priors, refit_prior, smoothed_class_prior
 from router.maths.annotator_model import (
     ConfusionModel,
     labeler_confusions,
@@ -403,7 +403,8 @@ class Campaign:
         )
 
     def _refit_counts(self) -> NDArray[np.float64]:
-        d, p = self.data, self.config.consensus.annotator_prior
+        d = self.data
+        prior_alpha, prior_beta = refit_prior(self.config)
         items = np.asarray(self._items + self._gold_items, dtype=np.intp)
         labelers = np.asarray(self._labelers + self._gold_labelers, dtype=np.intp)
         classes = np.asarray(self._classes + self._gold_classes, dtype=np.intp)
@@ -417,8 +418,8 @@ class Campaign:
             d.n_workers + 1,
             d.k,
             gold=(gold_items, d.truth[gold_items]),
-            prior_alpha=p.alpha,
-            prior_beta=p.beta,
+            prior_alpha=prior_alpha,
+            prior_beta=prior_beta,
             init_confusions=self._last_confusions,
         )
         self._last_confusions = model.confusions_

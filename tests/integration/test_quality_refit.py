@@ -13,6 +13,7 @@ from router.consensus.service import _counted_labels, posteriors
 from router.db.models import AnnotatorConfusion, Item, Project, utcnow
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
+from router.quality import refit as refit_module
 from router.quality.refit import due_projects
 from tests.conftest import auth
 from tests.integration.helpers import (
@@ -100,6 +101,30 @@ def test_refit_on_demand_stores_each_annotator_s_matrix(client, admin, jobs, run
     # The next request shows the fit it would replace.
     last = client.post(path, headers=auth(project["ops_key"])).json()["last_fit"]
     assert last["n_labels"] == 12
+
+
+@pytest.mark.parametrize(
+    ("quality", "prior"),
+    [({}, (4.0, 1.0)), ({"refit_prior": {"alpha": 1.0, "beta": 0.01}}, (1.0, 0.01))],
+)
+def test_refit_fits_under_the_configured_refit_prior(
+    client, admin, jobs, runtime, monkeypatch, quality, prior
+):
+    seen = []
+    fit = refit_module.refit_counts_from_labels
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["prior_alpha"], kwargs["prior_beta"]))
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(refit_module, "refit_counts_from_labels", spy)
+    project, _good, _swapper = _setup(client, admin, **quality)
+    resp = client.post(
+        f"/v1/projects/{project['id']}/quality/refit", headers=auth(project["ops_key"])
+    )
+    assert resp.status_code == 202, resp.text
+    jobs()
+    assert seen == [prior]
 
 
 def test_refit_on_demand_of_an_unknown_project_is_404(client, admin):
