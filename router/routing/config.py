@@ -216,6 +216,13 @@ class ConsensusConfig(BaseModel):
     project's class frequencies: below 1, agreeing human labels can overturn a confident model
     (which spot checks need)."""
 
+    relabel_after_refit: bool = False
+    """Under ``quality.confusion_model: refit``: after each refit, every settled item with
+    counted labels takes its posterior's most likely class (and its confidence) under the new
+    matrices, so a label settled under an early, rougher fit is revised as the fit learns the
+    annotators. An item whose class changes is updated in place and audited
+    (``item.relabeled``); no webhook event is sent (``item.settled`` told its first label)."""
+
     @field_validator("crowd_label_cap")
     @classmethod
     def _cap_at_least_the_minimums(cls, value: int, info: ValidationInfo) -> int:

@@ -489,6 +489,33 @@ class Campaign:
         self.needed[ids] = np.where(done, self.needed[ids], new_needed)
         return int(np.count_nonzero(moved))
 
+    def relabel_settled(self) -> int:
+        """After a refit, as the refit job does under ``consensus.relabel_after_refit``: every
+        settled item with counted labels takes its posterior's most likely class under the new
+        matrices (``router.consensus.service.relabel_settled``). Returns the items relabeled."""
+        if not self._items:
+            return 0
+        d = self.data
+        items = np.asarray(self._items, dtype=np.intp)
+        labelers = np.asarray(self._labelers, dtype=np.intp)
+        labeled = np.zeros(d.n_items, dtype=np.bool_)
+        labeled[items[self.active[labelers]]] = True
+        ids = np.flatnonzero(~self.open & ~self.draws.gold & labeled)
+        if ids.shape[0] == 0:
+            return 0
+        new = self.posteriors(ids).argmax(axis=1)
+        changed = new != self.final[ids]
+        moved = ids[changed]
+        # The class prior counts settled items by their current label, as the service's does.
+        self.settled_counts -= np.bincount(self.final[moved], minlength=d.k)
+        self.settled_counts += np.bincount(new[changed], minlength=d.k)
+        self.final[moved] = new[changed]
+        return int(moved.shape[0])
+
+    def refitted_this_round(self) -> bool:
+        """Whether the confusion matrices were refitted in the current round."""
+        return self._refit is not None and self._refit_round == self._round
+
     def finish_open(self) -> None:
         """Settle whatever is still open on its current posterior (nothing more can happen)."""
         ids = np.flatnonzero(self.open)
@@ -530,6 +557,8 @@ def run_campaign(
         campaign._round = rounds
         touched = campaign.serve_crowd(budget) | campaign.serve_experts()
         moved = campaign.settle(touched)
+        if config.consensus.relabel_after_refit and campaign.refitted_this_round():
+            campaign.relabel_settled()
         if not touched.any() and moved == 0:
             break
     campaign.finish_open()

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from router.consensus.service import _counted_labels, posteriors
-from router.db.models import AnnotatorConfusion, Item, Project, utcnow
+from router.db.models import AnnotatorConfusion, AuditEvent, Item, Project, utcnow
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
 from router.quality import refit as refit_module
@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     annotator,
     claim,
     ingest,
+    item,
     label,
     new_project,
     ordinary_item,
@@ -239,3 +240,43 @@ def test_metrics_report_agreement_per_rubric_version(client, admin, jobs, runtim
     # The project-wide figures cover both versions' labels.
     assert body["agreement"]["items"] == 8
     assert by_rubric["r2"]["krippendorff_alpha"] < body["agreement"]["krippendorff_alpha"] < 1.0
+
+
+@pytest.mark.parametrize("relabel", [False, True])
+def test_a_refit_relabels_settled_items_when_configured(client, admin, jobs, runtime, relabel):
+    # The swapper says "dog" for every cat and dog. Before any refit their "dog" weighs as their
+    # gold accuracy says and settles the item as a dog; the refit learns that it tells cats from
+    # dogs not at all, so the item's prior (the committee's cat) decides after it.
+    routing = _routing(confusion_model="refit", refit_prior_strength=0.1)
+    routing["consensus"] = {
+        "min_labels": 1,
+        "stop_confidence": 0.5,
+        "escalate_disagreement": 1.0,
+        "relabel_after_refit": relabel,
+    }
+    routing["labels"] = {"crowd_target": 1}
+    project = new_project(client, admin, routing=routing)
+    gold = add_gold(client, project, GOLD)
+    swapper = annotator(client, project, "swapper")
+    _answer_all_gold(client, project, swapper, gold, SWAP.__getitem__)
+    pid = project["id"]
+    ingest(client, project, [item("x", [0.8, 0.1, 0.1])])
+    jobs()
+    task = claim(client, project, swapper)
+    assert task is not None
+    label(client, task, swapper, "dog")
+    jobs()
+    with runtime.db.read() as session:
+        settled = session.get(Item, task["item_id"])
+        assert settled is not None
+        assert (settled.status, settled.consensus_label) == ("done", "dog")
+    client.post(f"/v1/projects/{pid}/quality/refit", headers=auth(project["ops_key"]))
+    jobs()
+    with runtime.db.read() as session:
+        settled = session.get(Item, task["item_id"])
+        assert settled is not None
+        assert settled.consensus_label == ("cat" if relabel else "dog")
+        events = session.execute(
+            select(AuditEvent).where(col(AuditEvent.action) == "item.relabeled")
+        ).scalars()
+        assert [e.object_id for e in events] == ([settled.id] if relabel else [])

@@ -54,13 +54,14 @@ def test_product_with_experts_beats_dawid_skene_and_random_experts_at_no_more_co
         assert router.accuracy >= report.row("random experts").accuracy + 0.015
 
 
-def test_product_crowd_only_nearly_matches_dawid_skene_with_under_two_thirds_of_the_labels():
-    # The target (equal accuracy with at most 60%) is not met: measured 0.4 to 0.9 points
-    # below, with 56-59% of the labels (refit confusions, prior strength 3).
+def test_product_crowd_only_nearly_matches_dawid_skene_with_60_percent_of_the_labels():
+    # The target (equal accuracy with at most 60%) is not met: measured 0.2 to 0.7 points
+    # below, with 57-60% of the labels (refit confusions, prior strength 3, settled items
+    # relabeled after each refit).
     for report in _runs("product", "crowd", experts=False):
         router, ds_all = report.row("router"), report.row("dawid-skene")
-        assert router.crowd_share <= 0.62
-        assert router.accuracy >= ds_all.accuracy - 0.011
+        assert router.crowd_share <= 0.60
+        assert router.accuracy >= ds_all.accuracy - 0.008
         assert router.accuracy > report.row("majority vote").accuracy + 0.025
 
 

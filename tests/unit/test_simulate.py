@@ -348,3 +348,45 @@ def test_the_replay_weighs_labels_with_the_services_function() -> None:
             prior_strength=config.quality.refit_prior_strength,
         )
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_the_replay_relabels_settled_items_after_each_refit_when_configured() -> None:
+    # consensus.relabel_after_refit: as the refit job's relabel pass, every settled item with
+    # counted labels takes its posterior's class under the new matrices, and the class prior
+    # counts the settled items by their current labels.
+    data = _crowd(150, [0.9, 0.6, 0.7, 0.8, 0.55], k=3)
+    config = _config(
+        {
+            "labels": {"crowd_target": 1},
+            "consensus": {"min_labels": 1, "stop_confidence": 0.8, "relabel_after_refit": True},
+        }
+    )
+    settings = SimulationSettings(seed=5, experts=False)
+    rng = np.random.default_rng(5)
+    campaign = Campaign(
+        data=data,
+        draws=draw_replay(data, settings.gold_fraction, rng),
+        config=config,
+        settings=settings,
+        rng=rng,
+    )
+    campaign.route_items()
+    relabeled = refits = 0
+    for round_ in range(1, 40):
+        campaign._round = round_
+        campaign.settle(campaign.serve_crowd(20))
+        if not campaign.refitted_this_round():
+            continue
+        refits += 1
+        settled = np.flatnonzero(~campaign.open & ~campaign.draws.gold)
+        counted = campaign.active[np.asarray(campaign._labelers)]
+        labeled = np.isin(settled, np.asarray(campaign._items)[counted])
+        want = campaign.final[settled].copy()
+        want[labeled] = campaign.posteriors(settled[labeled]).argmax(axis=1)
+        relabeled += campaign.relabel_settled()
+        np.testing.assert_array_equal(campaign.final[settled], want)
+        np.testing.assert_array_equal(
+            campaign.settled_counts, np.bincount(campaign.final[settled], minlength=data.k)
+        )
+    assert refits > 5
+    assert relabeled > 0
