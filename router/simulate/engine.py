@@ -29,6 +29,9 @@ One run, in rounds (a round is a batch of work the crowd does between two consen
    settle decision (``router.routing.settle.decide``): done, one more label, or an expert. An
    item that wants crowd labels but has no unused answers left settles on the crowd consensus
    (unless the settle rule escalated it): who sees an expert stays the config's decision.
+6. Relabel. Under ``consensus.relabel_after_refit``, after a round whose consensus refitted the
+   matrices, every settled item with counted labels takes its posterior's most likely class
+   under them, as the refit job's pass (``router.consensus.service.relabel_settled``) does.
 
 Costs: crowd labels paid (every served answer, on non-gold items) x ``costs.crowd`` + expert
 labels x ``costs.expert``. Gold answers are counted separately and not in the cost (they are
