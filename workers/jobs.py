@@ -6,7 +6,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from router.consensus.service import update_items
+from router.consensus.service import relabel_settled, update_items
 from router.gold.record import record_gold_labels
 from router.idempotency.store import purge_expired
 from router.quality.refit import due_projects
@@ -155,8 +155,14 @@ def rescue_jobs() -> dict[str, int]:
 
 
 def refit_quality(project_id: str) -> dict[str, Any]:
-    """Refit the project's Dawid-Skene annotator models over all its counted labels."""
-    return refit_project_quality(get_runtime().db, project_id)
+    """Refit the project's Dawid-Skene annotator models over all its counted labels, then,
+    under ``consensus.relabel_after_refit``, revise its settled items' labels with them."""
+    db = get_runtime().db
+    summary = refit_project_quality(db, project_id)
+    relabel = relabel_settled(db, project_id)
+    if relabel:
+        summary["relabel"] = relabel
+    return summary
 
 
 def schedule_refits() -> dict[str, int]:

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from router.routing.config import RoutingConfig
 
-__all__ = ["item_priors", "labeler_priors", "smoothed_class_prior"]
+__all__ = ["item_priors", "labeler_priors", "refit_prior", "smoothed_class_prior"]
 
 
 def smoothed_class_prior(settled_counts: npt.ArrayLike) -> NDArray[np.float64]:
@@ -70,3 +70,13 @@ def labeler_priors(
     if own is not None:
         alpha[expert], beta[expert] = own.alpha, own.beta
     return alpha, beta
+
+
+def refit_prior(config: RoutingConfig) -> tuple[float, float]:
+    """The Dawid-Skene refit's Dirichlet prior per confusion row: ``(alpha, beta)``.
+
+    ``quality.refit_prior`` when the config sets one, else ``consensus.annotator_prior``. The
+    refit job and the replay both read it here, so they fit the same model.
+    """
+    prior = config.quality.refit_prior or config.consensus.annotator_prior
+    return prior.alpha, prior.beta

@@ -32,7 +32,10 @@ from router.routing.settle import decide
 from router.webhooks.events import escalated_event, settled_event
 from router.webhooks.outbox import Outbox
 
-__all__ = ["class_prior", "reopen_after_suspension", "update_items"]
+__all__ = ["class_prior", "relabel_settled", "reopen_after_suspension", "update_items"]
+
+RELABEL_CHUNK = 1000
+"""Settled items revised per transaction by `relabel_settled`."""
 
 
 def update_items(
@@ -227,6 +230,84 @@ def _update_project(
         for action, n in _update_project(db, store, project_id, decide_again).items():
             counts[action] = counts.get(action, 0) + n
     return dict(counts)
+
+
+def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
+    """After a refit, under ``consensus.relabel_after_refit`` (and ``confusion_model: refit``):
+    every settled item with counted labels takes its posterior's most likely class under the
+    new matrices. Returns the items checked and relabeled ({} when the option is off).
+
+    The posterior is the consensus job's own (`posteriors`); an item whose class changes gets
+    the new class and confidence and an ``item.relabeled`` audit event, in chunks of
+    `RELABEL_CHUNK` items, each under the project lock the consensus job takes. The replay
+    (``labelrouter simulate``) does the same after each of its refits.
+    """
+    with db.read() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            return {}
+        config = routing_config(session, project)
+        if not (config.consensus.relabel_after_refit and config.quality.confusion_model == "refit"):
+            return {}
+        ids = list(
+            session.execute(
+                select(col(Item.id))
+                .where(
+                    col(Item.project_id) == project_id,
+                    col(Item.status) == "done",
+                    col(Item.is_gold).is_(False),
+                )
+                .order_by(col(Item.id))
+            ).scalars()
+        )
+    checked = relabeled = 0
+    for start in range(0, len(ids), RELABEL_CHUNK):
+        with db.session() as session:
+            project = session.execute(
+                select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
+            ).scalar_one_or_none()
+            if project is None:
+                return {}
+            config = routing_config(session, project)
+            schema = LabelSchema.parse(project.label_schema)
+            chunk = ids[start : start + RELABEL_CHUNK]
+            labels = _counted_labels(session, chunk)
+            items = [
+                it
+                for it in session.execute(
+                    select(Item).where(col(Item.id).in_(chunk), col(Item.status) == "done")
+                ).scalars()
+                if labels.get(it.id)
+            ]
+            if not items:
+                continue
+            post = posteriors(session, project_id, items, labels, schema, config)
+            now = utcnow()
+            for i, item in enumerate(items):
+                checked += 1
+                k = int(np.argmax(post[i]))
+                if schema.labels[k] == item.consensus_label:
+                    continue
+                audit.record(
+                    session,
+                    None,
+                    "item.relabeled",
+                    object_type="item",
+                    object_id=item.id,
+                    project_id=project_id,
+                    detail={
+                        "from": item.consensus_label,
+                        "to": schema.labels[k],
+                        "confidence": float(post[i][k]),
+                        "reason": "relabeled after the Dawid-Skene refit",
+                    },
+                )
+                item.consensus_label = schema.labels[k]
+                item.consensus_confidence = float(post[i][k])
+                item.updated_at = now
+                session.add(item)
+                relabeled += 1
+    return {"checked": checked, "relabeled": relabeled}
 
 
 def _counted_labels(

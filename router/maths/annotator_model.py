@@ -96,8 +96,9 @@ def refit_counts_from_labels(
 
     The quality refit job (``router.quality.refit``) and the replay (``labelrouter simulate``)
     both call this, so the counts that ``labeler_confusions(model="refit")`` blends in are the
-    same in both. The Dirichlet prior of each confusion row is the consensus annotator prior:
-    ``prior_alpha`` on the diagonal and ``prior_beta / (K - 1)`` elsewhere.
+    same in both. The Dirichlet prior of each confusion row is the config's refit prior
+    (``router.consensus.model.refit_prior``: ``quality.refit_prior``, by default the consensus
+    annotator prior): ``prior_alpha`` on the diagonal and ``prior_beta / (K - 1)`` elsewhere.
 
     Args:
         item_index, worker_index, label_index: One entry per label, shape (L,).

@@ -1,10 +1,10 @@
 """Dawid-Skene refit of a project's annotator models over all of its counted labels.
 
 The fit reads every label of the project's active annotators (gold items clamped to their
-answers, Dirichlet prior from the consensus section's annotator prior), runs EM outside any
-transaction, then replaces the project's `quality_fit` row and its annotators'
-`annotator_confusion` rows in one short transaction: a refit never holds a lock while it
-computes, so it never blocks the API.
+answers; Dirichlet prior `quality.refit_prior`, by default the consensus annotator prior, see
+`router.consensus.model.refit_prior`), runs EM outside any transaction, then replaces the
+project's `quality_fit` row and its annotators' `annotator_confusion` rows in one short
+transaction: a refit never holds a lock while it computes, so it never blocks the API.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlmodel import Session, col
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
+from router.consensus.model import refit_prior
 from router.db.database import Database
 from router.db.models import (
     Annotator,
@@ -47,7 +48,7 @@ def refit_project(db: Database, project_id: str) -> dict[str, Any]:
         if project is None:
             return {"project_id": project_id, "skipped": "no such project"}
         schema = LabelSchema.parse(project.label_schema)
-        prior = routing_config(session, project).consensus.annotator_prior
+        prior_alpha, prior_beta = refit_prior(routing_config(session, project))
         rows = session.execute(
             select(
                 col(Label.item_id),
@@ -90,8 +91,8 @@ def refit_project(db: Database, project_id: str) -> dict[str, Any]:
         len(worker_pos),
         schema.k,
         gold=gold,
-        prior_alpha=prior.alpha,
-        prior_beta=prior.beta,
+        prior_alpha=prior_alpha,
+        prior_beta=prior_beta,
     )
     per_worker = np.bincount(np.asarray(workers, dtype=np.int64), minlength=len(worker_pos))
     now = utcnow()

@@ -216,6 +216,13 @@ class ConsensusConfig(BaseModel):
     project's class frequencies: below 1, agreeing human labels can overturn a confident model
     (which spot checks need)."""
 
+    relabel_after_refit: bool = False
+    """Under ``quality.confusion_model: refit``: after each refit, every settled item with
+    counted labels takes its posterior's most likely class (and its confidence) under the new
+    matrices, so a label settled under an early, rougher fit is revised as the fit learns the
+    annotators. An item whose class changes is updated in place and audited
+    (``item.relabeled``); no webhook event is sent (``item.settled`` told its first label)."""
+
     @field_validator("crowd_label_cap")
     @classmethod
     def _cap_at_least_the_minimums(cls, value: int, info: ValidationInfo) -> int:
@@ -294,6 +301,12 @@ class QualityConfig(BaseModel):
 
     refit_prior_strength: float = Field(default=10.0, gt=0.0, allow_inf_nan=False, strict=False)
     """Under ``refit``: pseudo-labels per confusion row given to the symmetric prior (> 0)."""
+
+    refit_prior: AnnotatorPriorConfig | None = None
+    """Dirichlet prior of every confusion row in the Dawid-Skene refit itself: ``alpha``
+    pseudo-counts on the correct class, ``beta`` spread over the wrong ones; None: the
+    consensus annotator prior. With hundreds of labels per annotator a lighter prior (e.g.
+    ``{alpha: 1.0, beta: 0.01}``, Dawid-Skene's usual smoothing) lets the counts speak."""
 
     anchoring_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, allow_inf_nan=False, strict=False

@@ -29,6 +29,9 @@ One run, in rounds (a round is a batch of work the crowd does between two consen
    settle decision (``router.routing.settle.decide``): done, one more label, or an expert. An
    item that wants crowd labels but has no unused answers left settles on the crowd consensus
    (unless the settle rule escalated it): who sees an expert stays the config's decision.
+6. Relabel. Under ``consensus.relabel_after_refit``, after a round whose consensus refitted the
+   matrices, every settled item with counted labels takes its posterior's most likely class
+   under them, as the refit job's pass (``router.consensus.service.relabel_settled``) does.
 
 Costs: crowd labels paid (every served answer, on non-gold items) x ``costs.crowd`` + expert
 labels x ``costs.expert``. Gold answers are counted separately and not in the cost (they are
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.consensus.model import item_priors, labeler_priors, refit_prior, smoothed_class_prior
 from router.maths.annotator_model import (
     ConfusionModel,
     labeler_confusions,
@@ -403,7 +406,8 @@ class Campaign:
         )
 
     def _refit_counts(self) -> NDArray[np.float64]:
-        d, p = self.data, self.config.consensus.annotator_prior
+        d = self.data
+        prior_alpha, prior_beta = refit_prior(self.config)
         items = np.asarray(self._items + self._gold_items, dtype=np.intp)
         labelers = np.asarray(self._labelers + self._gold_labelers, dtype=np.intp)
         classes = np.asarray(self._classes + self._gold_classes, dtype=np.intp)
@@ -417,8 +421,8 @@ class Campaign:
             d.n_workers + 1,
             d.k,
             gold=(gold_items, d.truth[gold_items]),
-            prior_alpha=p.alpha,
-            prior_beta=p.beta,
+            prior_alpha=prior_alpha,
+            prior_beta=prior_beta,
             init_confusions=self._last_confusions,
         )
         self._last_confusions = model.confusions_
@@ -488,6 +492,33 @@ class Campaign:
         self.needed[ids] = np.where(done, self.needed[ids], new_needed)
         return int(np.count_nonzero(moved))
 
+    def relabel_settled(self) -> int:
+        """After a refit, as the refit job does under ``consensus.relabel_after_refit``: every
+        settled item with counted labels takes its posterior's most likely class under the new
+        matrices (``router.consensus.service.relabel_settled``). Returns the items relabeled."""
+        if not self._items:
+            return 0
+        d = self.data
+        items = np.asarray(self._items, dtype=np.intp)
+        labelers = np.asarray(self._labelers, dtype=np.intp)
+        labeled = np.zeros(d.n_items, dtype=np.bool_)
+        labeled[items[self.active[labelers]]] = True
+        ids = np.flatnonzero(~self.open & ~self.draws.gold & labeled)
+        if ids.shape[0] == 0:
+            return 0
+        new = self.posteriors(ids).argmax(axis=1)
+        changed = new != self.final[ids]
+        moved = ids[changed]
+        # The class prior counts settled items by their current label, as the service's does.
+        self.settled_counts -= np.bincount(self.final[moved], minlength=d.k)
+        self.settled_counts += np.bincount(new[changed], minlength=d.k)
+        self.final[moved] = new[changed]
+        return int(moved.shape[0])
+
+    def refitted_this_round(self) -> bool:
+        """Whether the confusion matrices were refitted in the current round."""
+        return self._refit is not None and self._refit_round == self._round
+
     def finish_open(self) -> None:
         """Settle whatever is still open on its current posterior (nothing more can happen)."""
         ids = np.flatnonzero(self.open)
@@ -529,6 +560,8 @@ def run_campaign(
         campaign._round = rounds
         touched = campaign.serve_crowd(budget) | campaign.serve_experts()
         moved = campaign.settle(touched)
+        if config.consensus.relabel_after_refit and campaign.refitted_this_round():
+            campaign.relabel_settled()
         if not touched.any() and moved == 0:
             break
     campaign.finish_open()

@@ -10,9 +10,10 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from router.consensus.service import _counted_labels, posteriors
-from router.db.models import AnnotatorConfusion, Item, Project, utcnow
+from router.db.models import AnnotatorConfusion, AuditEvent, Item, Project, utcnow
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
+from router.quality import refit as refit_module
 from router.quality.refit import due_projects
 from tests.conftest import auth
 from tests.integration.helpers import (
@@ -20,6 +21,7 @@ from tests.integration.helpers import (
     annotator,
     claim,
     ingest,
+    item,
     label,
     new_project,
     ordinary_item,
@@ -100,6 +102,30 @@ def test_refit_on_demand_stores_each_annotator_s_matrix(client, admin, jobs, run
     # The next request shows the fit it would replace.
     last = client.post(path, headers=auth(project["ops_key"])).json()["last_fit"]
     assert last["n_labels"] == 12
+
+
+@pytest.mark.parametrize(
+    ("quality", "prior"),
+    [({}, (4.0, 1.0)), ({"refit_prior": {"alpha": 1.0, "beta": 0.01}}, (1.0, 0.01))],
+)
+def test_refit_fits_under_the_configured_refit_prior(
+    client, admin, jobs, runtime, monkeypatch, quality, prior
+):
+    seen = []
+    fit = refit_module.refit_counts_from_labels
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["prior_alpha"], kwargs["prior_beta"]))
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(refit_module, "refit_counts_from_labels", spy)
+    project, _good, _swapper = _setup(client, admin, **quality)
+    resp = client.post(
+        f"/v1/projects/{project['id']}/quality/refit", headers=auth(project["ops_key"])
+    )
+    assert resp.status_code == 202, resp.text
+    jobs()
+    assert seen == [prior]
 
 
 def test_refit_on_demand_of_an_unknown_project_is_404(client, admin):
@@ -214,3 +240,43 @@ def test_metrics_report_agreement_per_rubric_version(client, admin, jobs, runtim
     # The project-wide figures cover both versions' labels.
     assert body["agreement"]["items"] == 8
     assert by_rubric["r2"]["krippendorff_alpha"] < body["agreement"]["krippendorff_alpha"] < 1.0
+
+
+@pytest.mark.parametrize("relabel", [False, True])
+def test_a_refit_relabels_settled_items_when_configured(client, admin, jobs, runtime, relabel):
+    # The swapper says "dog" for every cat and dog. Before any refit their "dog" weighs as their
+    # gold accuracy says and settles the item as a dog; the refit learns that it tells cats from
+    # dogs not at all, so the item's prior (the committee's cat) decides after it.
+    routing = _routing(confusion_model="refit", refit_prior_strength=0.1)
+    routing["consensus"] = {
+        "min_labels": 1,
+        "stop_confidence": 0.5,
+        "escalate_disagreement": 1.0,
+        "relabel_after_refit": relabel,
+    }
+    routing["labels"] = {"crowd_target": 1}
+    project = new_project(client, admin, routing=routing)
+    gold = add_gold(client, project, GOLD)
+    swapper = annotator(client, project, "swapper")
+    _answer_all_gold(client, project, swapper, gold, SWAP.__getitem__)
+    pid = project["id"]
+    ingest(client, project, [item("x", [0.8, 0.1, 0.1])])
+    jobs()
+    task = claim(client, project, swapper)
+    assert task is not None
+    label(client, task, swapper, "dog")
+    jobs()
+    with runtime.db.read() as session:
+        settled = session.get(Item, task["item_id"])
+        assert settled is not None
+        assert (settled.status, settled.consensus_label) == ("done", "dog")
+    client.post(f"/v1/projects/{pid}/quality/refit", headers=auth(project["ops_key"]))
+    jobs()
+    with runtime.db.read() as session:
+        settled = session.get(Item, task["item_id"])
+        assert settled is not None
+        assert settled.consensus_label == ("cat" if relabel else "dog")
+        events = session.execute(
+            select(AuditEvent).where(col(AuditEvent.action) == "item.relabeled")
+        ).scalars()
+        assert [e.object_id for e in events] == ([settled.id] if relabel else [])

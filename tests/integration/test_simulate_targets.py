@@ -54,21 +54,22 @@ def test_product_with_experts_beats_dawid_skene_and_random_experts_at_no_more_co
         assert router.accuracy >= report.row("random experts").accuracy + 0.015
 
 
-def test_product_crowd_only_nearly_matches_dawid_skene_with_under_two_thirds_of_the_labels():
-    # The target (equal accuracy with at most 60%) is not met: measured 0.4 to 0.9 points
-    # below, with 56-59% of the labels (refit confusions, prior strength 3).
+def test_product_crowd_only_nearly_matches_dawid_skene_with_60_percent_of_the_labels():
+    # The target (equal accuracy with at most 60%) is not met: measured 0.2 to 0.7 points
+    # below, with 57-60% of the labels (refit confusions, prior strength 3, settled items
+    # relabeled after each refit).
     for report in _runs("product", "crowd", experts=False):
         router, ds_all = report.row("router"), report.row("dawid-skene")
-        assert router.crowd_share <= 0.62
-        assert router.accuracy >= ds_all.accuracy - 0.011
+        assert router.crowd_share <= 0.60
+        assert router.accuracy >= ds_all.accuracy - 0.008
         assert router.accuracy > report.row("majority vote").accuracy + 0.025
 
 
-def test_bluebirds_crowd_only_beats_majority_vote_with_fewer_labels():
-    # The target (Dawid-Skene's accuracy with 60% of the labels) is not met: 2-3 points short
-    # with 51-62% of the labels.
+def test_bluebirds_crowd_only_nearly_matches_dawid_skene_with_60_percent_of_the_labels():
+    # Over seeds 0-4 the router's median accuracy equals Dawid-Skene's with all labels (0.897)
+    # at 47-56% of the labels; per seed -1, -3, 0, +1, +1 items of 97 (seeds 0-2 here).
     for report in _runs("bluebirds", "crowd", experts=False, round_labels=2000):
-        router = report.row("router")
-        assert router.crowd_share <= 0.70
-        assert router.accuracy >= report.row("majority vote").accuracy + 0.05
-        assert router.accuracy >= report.row("dawid-skene").accuracy - 0.05
+        router, ds_all = report.row("router"), report.row("dawid-skene")
+        assert router.crowd_share <= 0.60
+        assert router.accuracy >= ds_all.accuracy - 0.035, report.seed
+        assert router.accuracy >= report.row("majority vote").accuracy + 0.08

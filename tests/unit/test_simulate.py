@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.consensus.model import (
+    item_priors,
+    labeler_priors,
+    refit_prior,
+    smoothed_class_prior,
+)
 from router.maths.annotator_model import labeler_confusions, refit_counts_from_labels
 from router.maths.dawid_skene import DawidSkene
 from router.maths.posterior import accuracy_posterior, symmetric_confusion
@@ -281,12 +286,25 @@ def test_labeler_priors_give_experts_their_own_prior_when_set() -> None:
     assert conf[:, 0, 0].tolist() == pytest.approx([7 / 8, 22 / 23])
 
 
+def test_the_refit_prior_is_the_annotator_prior_unless_the_config_sets_one() -> None:
+    assert refit_prior(_config()) == (4.0, 1.0)
+    light = _config({"quality": {"refit_prior": {"alpha": 1.0, "beta": 0.01}}})
+    assert refit_prior(light) == (1.0, 0.01)
+    # Consensus weights and suspension keep the annotator prior.
+    assert light.consensus.annotator_prior.alpha == 4.0
+
+
 def test_the_replay_weighs_labels_with_the_services_function() -> None:
     # Campaign.labeler_confusions is labeler_confusions over the campaign's gold records and,
     # under refit, refit_counts_from_labels over its labels: checked on a campaign mid-run.
     data = _crowd(120, [0.9, 0.6, 0.7, 0.8, 0.55], k=3)
-    for model in ("symmetric", "refit"):
-        config = _config({"quality": {"confusion_model": model}})
+    light = {"alpha": 1.0, "beta": 0.01}
+    for model, quality in (
+        ("symmetric", {}),
+        ("refit", {}),
+        ("refit", {"refit_prior": light}),  # the refit's own prior, as the refit job reads it
+    ):
+        config = _config({"quality": {"confusion_model": model, **quality}})
         settings = SimulationSettings(seed=3, experts=True)
         rng = np.random.default_rng(3)
         campaign = Campaign(
@@ -301,6 +319,7 @@ def test_the_replay_weighs_labels_with_the_services_function() -> None:
         campaign.serve_experts()
         got = campaign.labeler_confusions()
         p = config.consensus.annotator_prior
+        fit_alpha, fit_beta = (light["alpha"], light["beta"]) if quality else (p.alpha, p.beta)
         counts = None
         if model == "refit":
             items = np.asarray(campaign._items + campaign._gold_items)
@@ -315,8 +334,8 @@ def test_the_replay_weighs_labels_with_the_services_function() -> None:
                 data.n_workers + 1,
                 data.k,
                 gold=(gold_items, data.truth[gold_items]),
-                prior_alpha=p.alpha,
-                prior_beta=p.beta,
+                prior_alpha=fit_alpha,
+                prior_beta=fit_beta,
             )
         want = labeler_confusions(
             campaign.n_correct,
@@ -329,3 +348,45 @@ def test_the_replay_weighs_labels_with_the_services_function() -> None:
             prior_strength=config.quality.refit_prior_strength,
         )
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_the_replay_relabels_settled_items_after_each_refit_when_configured() -> None:
+    # consensus.relabel_after_refit: as the refit job's relabel pass, every settled item with
+    # counted labels takes its posterior's class under the new matrices, and the class prior
+    # counts the settled items by their current labels.
+    data = _crowd(150, [0.9, 0.6, 0.7, 0.8, 0.55], k=3)
+    config = _config(
+        {
+            "labels": {"crowd_target": 1},
+            "consensus": {"min_labels": 1, "stop_confidence": 0.8, "relabel_after_refit": True},
+        }
+    )
+    settings = SimulationSettings(seed=5, experts=False)
+    rng = np.random.default_rng(5)
+    campaign = Campaign(
+        data=data,
+        draws=draw_replay(data, settings.gold_fraction, rng),
+        config=config,
+        settings=settings,
+        rng=rng,
+    )
+    campaign.route_items()
+    relabeled = refits = 0
+    for round_ in range(1, 40):
+        campaign._round = round_
+        campaign.settle(campaign.serve_crowd(20))
+        if not campaign.refitted_this_round():
+            continue
+        refits += 1
+        settled = np.flatnonzero(~campaign.open & ~campaign.draws.gold)
+        counted = campaign.active[np.asarray(campaign._labelers)]
+        labeled = np.isin(settled, np.asarray(campaign._items)[counted])
+        want = campaign.final[settled].copy()
+        want[labeled] = campaign.posteriors(settled[labeled]).argmax(axis=1)
+        relabeled += campaign.relabel_settled()
+        np.testing.assert_array_equal(campaign.final[settled], want)
+        np.testing.assert_array_equal(
+            campaign.settled_counts, np.bincount(campaign.final[settled], minlength=data.k)
+        )
+    assert refits > 5
+    assert relabeled > 0
