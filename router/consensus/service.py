@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,13 +30,14 @@ from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.service import committees_of, expert_open_count
 from router.routing.settle import decide
-from router.webhooks.events import escalated_event, settled_event
+from router.webhooks.events import escalated_event, relabeled_event, settled_event
 from router.webhooks.outbox import Outbox
 
 __all__ = ["class_prior", "relabel_settled", "reopen_after_suspension", "update_items"]
 
 RELABEL_CHUNK = 1000
 """Settled items revised per transaction by `relabel_settled`."""
+_RELABEL_REASON = "relabeled after the Dawid-Skene refit"
 
 
 def update_items(
@@ -283,6 +285,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
                 continue
             post = posteriors(session, project_id, items, labels, schema, config)
             now = utcnow()
+            events: list[dict[str, Any]] = []
             for i, item in enumerate(items):
                 checked += 1
                 k = int(np.argmax(post[i]))
@@ -299,14 +302,17 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
                         "from": item.consensus_label,
                         "to": schema.labels[k],
                         "confidence": float(post[i][k]),
-                        "reason": "relabeled after the Dawid-Skene refit",
+                        "reason": _RELABEL_REASON,
                     },
                 )
+                previous = item.consensus_label
                 item.consensus_label = schema.labels[k]
                 item.consensus_confidence = float(post[i][k])
                 item.updated_at = now
                 session.add(item)
+                events.append(relabeled_event(item, previous, _RELABEL_REASON))
                 relabeled += 1
+            Outbox(session, project_id).emit_many("item.relabeled", events)
     return {"checked": checked, "relabeled": relabeled}
 
 

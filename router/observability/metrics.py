@@ -47,6 +47,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from router.db.models import Item, Project
+from router.webhooks.outbox import EVENT_TYPES
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
@@ -131,7 +132,7 @@ for _job in (
 ):
     JOBS_PROCESSED.labels(job=_job)
     JOBS_FAILED.labels(job=_job)
-for _event in ("item.settled", "item.escalated", "annotator.suspended", "annotator.flagged"):
+for _event in EVENT_TYPES:
     for _outcome in ("delivered", "failed", "abandoned"):
         WEBHOOK_DELIVERIES.labels(event=_event, outcome=_outcome)
 

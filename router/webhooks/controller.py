@@ -21,7 +21,8 @@ from router.webhooks.schemas import (
 __all__ = ["WebhookController"]
 
 _CREATE = (
-    "Events: `item.settled`, `item.escalated`, `annotator.suspended`, `annotator.flagged`. "
+    "Events: `item.settled`, `item.relabeled`, `item.escalated`, `annotator.suspended`, "
+    "`annotator.flagged`. "
     "Each event is POSTed as JSON `{id, type, created_at, project_id, data}` with the headers "
     "`X-Labelrouter-Event`, `X-Labelrouter-Event-Id`, `X-Labelrouter-Delivery`, "
     "`X-Labelrouter-Timestamp` and `X-Labelrouter-Signature: t=<unix seconds>,v1=<hex>`, where "

@@ -13,6 +13,7 @@ __all__ = [
     "auto_settled_event",
     "escalated_event",
     "flagged_event",
+    "relabeled_event",
     "settled_event",
     "suspended_event",
 ]
@@ -30,6 +31,23 @@ def settled_event(item: Item, reason: str) -> dict[str, Any]:
         "reason": reason,
         "config_version": item.config_version,
         "settled_at": iso(item.settled_at),
+    }
+
+
+def relabeled_event(item: Item, previous: str | None, reason: str) -> dict[str, Any]:
+    """item.relabeled: a settled item's label was revised (after a refit of the annotators'
+    confusion matrices); `item` already holds the new label."""
+    return {
+        "item_id": item.id,
+        "external_id": item.external_id,
+        "label": item.consensus_label,
+        "previous_label": previous,
+        "confidence": item.consensus_confidence,
+        "tier": item.tier,
+        "n_labels": item.n_labels,
+        "reason": reason,
+        "config_version": item.config_version,
+        "relabeled_at": iso(item.updated_at),
     }
 
 

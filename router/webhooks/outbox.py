@@ -19,7 +19,13 @@ from router.db.models import Webhook, WebhookDelivery, WebhookEvent, new_id, utc
 
 __all__ = ["EVENT_TYPES", "Outbox", "emit", "forget_subscriptions", "iso"]
 
-EVENT_TYPES = ("item.settled", "item.escalated", "annotator.suspended", "annotator.flagged")
+EVENT_TYPES = (
+    "item.settled",
+    "item.relabeled",
+    "item.escalated",
+    "annotator.suspended",
+    "annotator.flagged",
+)
 
 SUBSCRIPTIONS_TTL_S = 1.0
 """How long a process trusts what it read of a project's subscriptions, for `Outbox.wanted`

@@ -19,7 +19,8 @@ class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
     url: str
     """Where events are POSTed: an http or https URL."""
     events: list[str]
-    """Any of item.settled, item.escalated, annotator.suspended, annotator.flagged."""
+    """Any of item.settled, item.relabeled, item.escalated, annotator.suspended,
+    annotator.flagged."""
     description: str | None = None
 
 

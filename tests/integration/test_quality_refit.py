@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from router.consensus.service import _counted_labels, posteriors
-from router.db.models import AnnotatorConfusion, AuditEvent, Item, Project, utcnow
+from router.db.models import AnnotatorConfusion, AuditEvent, Item, Project, WebhookEvent, utcnow
 from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config
 from router.quality import refit as refit_module
@@ -270,12 +270,27 @@ def test_a_refit_relabels_settled_items_when_configured(client, admin, jobs, run
         settled = session.get(Item, task["item_id"])
         assert settled is not None
         assert (settled.status, settled.consensus_label) == ("done", "dog")
+    hook = client.post(
+        f"/v1/projects/{pid}/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["item.relabeled"]},
+        headers=auth(project["ops_key"]),
+    )
+    assert hook.status_code == 201, hook.text
     client.post(f"/v1/projects/{pid}/quality/refit", headers=auth(project["ops_key"]))
     jobs()
     with runtime.db.read() as session:
         settled = session.get(Item, task["item_id"])
         assert settled is not None
         assert settled.consensus_label == ("cat" if relabel else "dog")
+        told = list(
+            session.execute(
+                select(WebhookEvent).where(col(WebhookEvent.type) == "item.relabeled")
+            ).scalars()
+        )
+        # Receivers learn of the revision: the new label, the one they were told before.
+        assert [(e.data["item_id"], e.data["label"], e.data["previous_label"]) for e in told] == (
+            [(settled.id, "cat", "dog")] if relabel else []
+        )
         events = session.execute(
             select(AuditEvent).where(col(AuditEvent.action) == "item.relabeled")
         ).scalars()
