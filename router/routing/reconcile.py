@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 
 from router.consensus.service import release_suspended_leases
 from router.db.database import Database, as_utc
-from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
+from router.db.models import Annotator, Assignment, GoldAnswer, Item, Label, Project, utcnow
 from router.gold.record import record_gold_labels
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
@@ -114,14 +114,22 @@ def _server_id(redis: Any) -> str | None:
         return None
 
 
-def _restore_gold(session: Session, store: AssignmentStore) -> None:
-    rows = session.execute(
-        select(col(Item.project_id), col(Item.id)).where(col(Item.is_gold).is_(True))
-    )
+def _gold_items(session: Session) -> dict[str, list[str]]:
+    """Every project's gold items. Read from the gold answers (one per gold item, written with
+    it), not by filtering the whole item table on is_gold."""
     grouped: dict[str, list[str]] = defaultdict(list)
+    rows = session.execute(
+        select(col(Item.project_id), col(Item.id))
+        .select_from(GoldAnswer)
+        .join(Item, col(Item.id) == col(GoldAnswer.item_id))
+    )
     for project_id, item_id in rows:
         grouped[project_id].append(item_id)
-    for project_id, ids in grouped.items():
+    return grouped
+
+
+def _restore_gold(session: Session, store: AssignmentStore) -> None:
+    for project_id, ids in _gold_items(session).items():
         store.add_gold(project_id, ids)
 
 
@@ -129,11 +137,7 @@ def _rebuild(
     session: Session, store: AssignmentStore, now: datetime, settled_before: datetime
 ) -> tuple[int, list[tuple[str, str]]]:
     """Replace every project's Redis state with the one the database implies."""
-    gold: dict[str, list[str]] = defaultdict(list)
-    for project_id, item_id in session.execute(
-        select(col(Item.project_id), col(Item.id)).where(col(Item.is_gold).is_(True))
-    ):
-        gold[project_id].append(item_id)
+    gold = _gold_items(session)
     seen: dict[tuple[str, str], list[str]] = defaultdict(list)
     leases: dict[str, list[tuple[str, str, str, str, float, int]]] = defaultdict(list)
     leased: dict[tuple[str, str], int] = defaultdict(int)
