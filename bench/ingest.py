@@ -186,6 +186,10 @@ class RunResult:
     server_cpu_drain_s: float | None
     client_cpu_ingest_s: float
     server_startup_s: float
+    database_cpu_ingest_s: float | None = None
+    database_cpu_drain_s: float | None = None
+    redis_cpu_ingest_s: float | None = None
+    redis_cpu_drain_s: float | None = None
     load_avg_before: list[float] = field(default_factory=list)
 
 
@@ -336,10 +340,10 @@ def run_once(
     with running_stack(shape, keep_var=args.keep_var) as server:
         with httpx.Client(base_url=server.base_url, timeout=60.0) as client:
             pid, key = _create_project(client, server.admin_key)
-        cpu0 = server.cpu()
+        cpu0, svc0 = server.cpu(), server.service_cpu()
         ccpu0 = time.process_time()
         records = _send_all(server.base_url, key, pid, bodies, CONTENT_TYPES[fmt], clients)
-        cpu1 = server.cpu()
+        cpu1, svc1 = server.cpu(), server.service_cpu()
         ccpu1 = time.process_time()
         bad = [r for r in records if r.status != 202]
         if bad:
@@ -354,7 +358,7 @@ def run_once(
             drain_s, _polls = _wait_drained(
                 client, pid, key, since=last_202, timeout_s=args.drain_timeout
             )
-            cpu2 = server.cpu()
+            cpu2, svc2 = server.cpu(), server.service_cpu()
             tiers = {t: _count(client, pid, key, tier=t) for t in TIERS}
             statuses = {s: _count(client, pid, key, status=s) for s in ("queued", "routed", "done")}
     ingest_s = last_202 - first_sent
@@ -382,7 +386,17 @@ def run_once(
         client_cpu_ingest_s=ccpu1 - ccpu0,
         server_startup_s=server.startup_s,
         load_avg_before=load,
+        database_cpu_ingest_s=_delta(svc0, svc1, "database"),
+        database_cpu_drain_s=_delta(svc1, svc2, "database"),
+        redis_cpu_ingest_s=_delta(svc0, svc1, "redis"),
+        redis_cpu_drain_s=_delta(svc1, svc2, "redis"),
     )
+
+
+def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+    if name not in before or name not in after:
+        return None
+    return after[name] - before[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,6 +421,10 @@ def _summarize(runs: list[RunResult]) -> dict[str, Any]:
         "server_cpu_drain_s",
         "client_cpu_ingest_s",
         "server_startup_s",
+        "database_cpu_ingest_s",
+        "database_cpu_drain_s",
+        "redis_cpu_ingest_s",
+        "redis_cpu_drain_s",
     )
     out: dict[str, Any] = {k: _median([getattr(r, k) for r in runs]) for k in keys}
     out["tiers"] = {t: _median([r.tiers[t] for r in runs]) for t in TIERS}
@@ -477,6 +495,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     row("last 202 → none queued (s)", "drain_s", ".2f")
     row("server CPU while ingesting (s)", "server_cpu_ingest_s", ".2f")
     row("server CPU while draining (s)", "server_cpu_drain_s", ".2f")
+    row("PostgreSQL CPU while ingesting (s; production)", "database_cpu_ingest_s", ".2f")
+    row("PostgreSQL CPU while draining (s)", "database_cpu_drain_s", ".2f")
+    row("Redis CPU while ingesting (s; production)", "redis_cpu_ingest_s", ".2f")
+    row("Redis CPU while draining (s)", "redis_cpu_drain_s", ".2f")
     row("client CPU while ingesting (s)", "client_cpu_ingest_s", ".2f")
     for t in TIERS:
         rows.append([f"tier {t} (items)", *(_fmt(summary[c]["tiers"][t], ",.0f") for c in columns)])

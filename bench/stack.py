@@ -89,6 +89,36 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
+SERVICE_PROGRAMS = {"database": "postgres", "redis": "redis-server"}
+"""The production shape's services, by the program name their processes run under."""
+
+
+def service_cpu_seconds() -> dict[str, float]:
+    """User + system CPU so far of every local process of each of `SERVICE_PROGRAMS`, with
+    the children they reaped (PostgreSQL's exited backends are counted in its postmaster);
+    a service with no process visible here is left out.
+
+    Read on this machine's /proc, so it covers the services only when they run here; they
+    may serve other clients too (take differences over a window in which only the bench runs).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    wanted = {program: name for name, program in SERVICE_PROGRAMS.items()}
+    totals: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        name = wanted.get(comm)
+        fields = _stat(int(entry)) if name else None
+        if name and fields is not None:
+            ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+            totals[name] = totals.get(name, 0.0) + ticks / tick
+    return totals
+
+
 def rss_bytes(pids: list[int]) -> dict[int, int]:
     out = {}
     for pid in tree(pids):
@@ -130,6 +160,11 @@ class Stack:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pids)
+
+    def service_cpu(self) -> dict[str, float]:
+        """`service_cpu_seconds` in the production shape; {} on the embedded default, whose
+        database and Redis run inside the server (its `cpu`)."""
+        return service_cpu_seconds() if self.shape == "production" else {}
 
     def log_tail(self, n: int = 40) -> str:
         out = []
