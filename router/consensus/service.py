@@ -24,7 +24,7 @@ from router.maths.annotator_model import labeler_confusions
 from router.maths.disagreement import committee_mean
 from router.maths.posterior import item_posteriors
 from router.projects.label_schema import LabelSchema
-from router.projects.service import routing_config
+from router.projects.service import lock_project, routing_config
 from router.quality.refit import refit_counts
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
@@ -128,11 +128,7 @@ def _update_project(
     decide_again: list[str] = []
     with db.session() as session:
         # One project's decisions are serialized: escalations must respect expert capacity.
-        # FOR NO KEY UPDATE: serializes these runs all the same, without blocking the
-        # foreign-key checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
-        project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
-        ).scalar_one_or_none()
+        project = lock_project(session, project_id)
         if project is None:
             return {}
         config = routing_config(session, project)
@@ -265,9 +261,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
     checked = relabeled = 0
     for start in range(0, len(ids), RELABEL_CHUNK):
         with db.session() as session:
-            project = session.execute(
-                select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
-            ).scalar_one_or_none()
+            project = lock_project(session, project_id)
             if project is None:
                 return {}
             config = routing_config(session, project)

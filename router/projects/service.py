@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from router import audit
 from router.auth.keys import Role, generate_key, hash_key
@@ -30,6 +30,7 @@ __all__ = [
     "get_project",
     "label_schema_of",
     "list_projects",
+    "lock_project",
     "routing_config",
     "routing_config_of",
 ]
@@ -114,6 +115,18 @@ def get_project(session: Session, actor: Principal | None, project_id: str) -> P
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
     return project
+
+
+def lock_project(session: Session, project_id: str) -> Project | None:
+    """The project, locked for the rest of the transaction: the jobs that decide for its items
+    (scoring, consensus, re-routing, relabeling) run one at a time per project, so expert
+    capacity is never overshot and no two runs decide for one item.
+
+    FOR NO KEY UPDATE: serializes those runs all the same, without blocking the foreign-key
+    checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
+    """
+    stmt = select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def label_schema_of(project: Project) -> LabelSchema:

@@ -21,11 +21,11 @@ from sqlmodel import Session, col
 
 from router.db.bulk import update_by_key
 from router.db.database import Database
-from router.db.models import Item, Prediction, Project, utcnow
+from router.db.models import Item, Prediction, utcnow
 from router.maths.disagreement import priority as blend_priority
 from router.maths.disagreement import score_committee
 from router.projects.label_schema import LabelSchema
-from router.projects.service import label_schema_of, routing_config
+from router.projects.service import label_schema_of, lock_project, routing_config
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
 from router.routing.policy import TIER_AUTO, RoutingDecision, route
@@ -155,11 +155,9 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
             return {"batch_id": batch_id, "routed": 0}
         # Routing of one project is serialized so that expert capacity is never overshot, and
         # the batch is read under that lock so that two runs of one job cannot both route it.
-        # FOR NO KEY UPDATE: serializes these runs all the same, without blocking the
-        # foreign-key checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
-        project = session.execute(
-            select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
-        ).scalar_one()
+        project = lock_project(session, project_id)
+        if project is None:
+            return {"batch_id": batch_id, "routed": 0}
         # Only what routing needs: the item objects' JSON payloads would cost more to decode
         # than the rest of routing.
         items = session.execute(

@@ -35,7 +35,13 @@ from router.auth.principal import Principal
 from router.db.database import Database, as_utc
 from router.db.models import Item, Project, RoutingConfigVersion, utcnow
 from router.errors import InvalidInput, NotFound
-from router.projects.service import config_problems, get_project, label_schema_of, routing_config
+from router.projects.service import (
+    config_problems,
+    get_project,
+    label_schema_of,
+    lock_project,
+    routing_config,
+)
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
 from router.routing.config import RoutingConfig, RoutingConfigInvalid, merge_overrides
@@ -187,11 +193,7 @@ def _candidate(current: RoutingConfig, body: object) -> RoutingConfig:
 
 
 def _locked_project(session: Session, project_id: str) -> Project:
-    # FOR NO KEY UPDATE: serializes these runs all the same, without blocking the
-    # foreign-key checks (FOR KEY SHARE) of every label and assignment insert meanwhile.
-    project: Project | None = session.execute(
-        select(Project).where(col(Project.id) == project_id).with_for_update(key_share=True)
-    ).scalar_one_or_none()
+    project = lock_project(session, project_id)
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
     return project
