@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from sqlalchemy import DateTime, Row, Table, and_, bindparam, or_, select, text
+from sqlalchemy import DateTime, Row, and_, bindparam, or_, select, text
 from sqlmodel import Session, col
 
 from router import audit
@@ -193,7 +193,6 @@ class _PredictionRow(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder()
-_ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
 _PG_INSERT_ITEMS = text(
     """
     INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
