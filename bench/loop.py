@@ -31,7 +31,15 @@ import httpx
 import msgspec
 import numpy as np
 
-from bench.stack import SHAPES, Stack, cmdline, production_urls, rss_bytes, running_stack
+from bench.stack import (
+    SHAPES,
+    Stack,
+    cmdline,
+    cpu_seconds,
+    production_urls,
+    rss_bytes,
+    running_stack,
+)
 
 NAME = "loop"
 CLASSES = ["billing", "technical", "account", "sales", "other"]
@@ -231,11 +239,21 @@ class Load:
     window_s: float
     client_cpu_cores: float
     server_cpu_cores: float
+    cpu_ms_per_loop: dict[str, float]
+    """CPU per measured loop by role: each of the stack's processes (api, worker) with its
+    children, and in the production shape PostgreSQL and Redis."""
     rss_mb: dict[str, float]
 
 
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def _role_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each of the stack's processes (with children) and services."""
+    out = {name: cpu_seconds([p.pid]) for name, p in stack.procs.items()}
+    out.update(stack.service_cpu())
+    return out
 
 
 def drive(
@@ -265,6 +283,7 @@ def drive(
     t_to = t_from + duration_s
     time.sleep(max(0.0, t_from - time.time()))
     cpu0, w0 = stack.cpu(), time.time()
+    roles0 = _role_cpu(stack)
     time.sleep(max(0.0, (t_from + t_to) / 2 - time.time()))
     rss = {
         f"{name}:{pid}": n
@@ -277,6 +296,7 @@ def drive(
         rss_named[f"{label.split(':')[0]} {pid} ({cmdline(pid)})"] = round(n / 2**20, 1)
     time.sleep(max(0.0, t_to - time.time()))
     cpu1, w1 = stack.cpu(), time.time()
+    roles1 = _role_cpu(stack)
     parts = [results.get(timeout=120.0) for _ in workers]
     for p in workers:
         p.join(timeout=30)
@@ -307,6 +327,11 @@ def drive(
         window_s=duration_s,
         client_cpu_cores=client_cpu / client_wall,
         server_cpu_cores=(cpu1 - cpu0) / (w1 - w0),
+        cpu_ms_per_loop={
+            role: round(1000 * (roles1[role] - roles0[role]) / max(loops, 1), 2)
+            for role in roles1
+            if role in roles0
+        },
         rss_mb=rss_named,
     )
 
@@ -466,6 +491,10 @@ def run(args: Any) -> dict[str, Any]:
             notes.append(f"{r['shape']} errors, e.g.: {r['error_examples'][:2]}")
         if r["empty"]:
             notes.append(f"{r['shape']}: {r['empty']} claims found the queue empty (204)")
+        notes.append(
+            f"{r['shape']} CPU ms per loop: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_loop"].items())
+        )
         notes.append(
             f"{r['shape']} RSS (MiB) under load: "
             + ", ".join(f"{k}: {v}" for k, v in r["rss_mb"].items())

@@ -142,7 +142,7 @@ def create_app(
         middleware=[metrics_middleware, body_size_limit(settings.limits.max_body_bytes)],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
-            "principal": Provide(provide_principal, sync_to_thread=True),
+            "principal": Provide(provide_principal),
         },
         exception_handlers={Exception: handle_error},
         lifespan=[lifespan],

@@ -69,6 +69,19 @@ class KeyResolver:
         with self._lock:
             self._cache.pop(key_hash, None)
 
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The principal of a well-formed key cached in the last `ttl_s`, else None (then
+        `resolve` answers, reading the database); no I/O."""
+        if not authorization:
+            return None
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None
+        cached = self._cache.get(hash_key(key.strip()))
+        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        return None
+
     def resolve(self, authorization: str | None) -> Principal:
         if not authorization:
             msg = "missing API key: send the header 'Authorization: Bearer <key>'"

@@ -17,12 +17,13 @@ from sqlmodel import Session, col
 
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
-from router.db.models import Assignment, Item, Label, Project, new_id, utcnow
+from router.db.models import Assignment, Item, Label, new_id, utcnow
 from router.errors import Conflict, InvalidInput
 from router.observability import metrics
 from router.projects.label_schema import LabelSchema
 from router.queueing.assignments import AssignmentStore
 from router.queueing.jobs import JobQueue
+from router.ratelimit.limiter import RateTicket
 from router.tasks.service import load_assignment
 
 __all__ = ["LabelInput", "submit_label"]
@@ -48,14 +49,19 @@ def submit_label(
     body: LabelInput,
     *,
     before_commit: Callable[[Session, dict[str, Any], bool], None] | None = None,
+    rate: RateTicket | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store a label; returns (label view, created). The same body again returns the first.
+
+    `rate` counts the request against its key's limit in the lease's own Redis call (429 over
+    it, with nothing written).
 
     `before_commit(session, view, created)` runs inside the label's transaction (the
     Idempotency-Key response is stored there, so that it commits exactly with the label).
     """
     with db.session() as session:
-        assignment = load_assignment(session, principal, assignment_id, x_annotator)
+        held = load_assignment(session, principal, assignment_id, x_annotator)
+        assignment = held.assignment
         # The label and the status "labeled" are written in one transaction, so only a
         # labeled assignment can have one: the lookup is skipped on the hot path.
         existing = (
@@ -80,10 +86,11 @@ def submit_label(
         # Gold and routed labels issue the same statements: nothing in the request depends on
         # whether the item is gold (its answer is read by the gold-record job, not here).
         # Core statements built once: the ORM's unit of work cost more CPU than the round trips.
-        row = session.execute(_PROJECT_ITEM, {"b_item": assignment.item_id}).one()
-        schema = LabelSchema.parse(row.label_schema)
-        _validate(body, schema)
-        outcome = store.consume(row.project_id, assignment.id, row.item_id, assignment.tier)
+        project_id, item_id = assignment.project_id, assignment.item_id
+        _validate(body, LabelSchema.parse(held.label_schema))
+        outcome = store.consume(project_id, assignment.id, item_id, assignment.tier, rate)
+        if outcome.retry_after_ms is not None and rate is not None:
+            raise rate.refusal(outcome.retry_after_ms)
         if not outcome.counted:
             msg = (
                 "the lease on this assignment expired and the item was given to someone else, "
@@ -94,32 +101,32 @@ def submit_label(
         values = {
             "id": new_id(),
             "assignment_id": assignment.id,
-            "project_id": row.project_id,
-            "item_id": row.item_id,
+            "project_id": project_id,
+            "item_id": item_id,
             "annotator_id": assignment.annotator_id,
             "label": body.label,
             "confidence": body.confidence,
             "rationale": body.rationale,
             "duration_ms": body.duration_ms,
-            "rubric_version": row.rubric_version,
-            "config_version": row.routing_version,
+            "rubric_version": held.rubric_version,
+            "config_version": held.routing_version,
             "created_at": now,
         }
         try:
-            session.execute(_INSERT_LABEL, values)
-            session.execute(_MARK_LABELED, {"b_assignment": assignment.id})
-            session.execute(_COUNT_LABEL, {"b_item": row.item_id, "b_now": now})
+            conn = session.connection()
+            conn.execute(_INSERT_LABEL, values)
+            conn.execute(_MARK_LABELED, {"b_assignment": assignment.id})
+            conn.execute(_COUNT_LABEL, {"b_item": item_id, "b_now": now})
             if before_commit is not None:
                 before_commit(session, _view_of(values), True)
         except BaseException:
-            if not row.is_gold:  # give the slot back: the label was not stored
+            if not held.is_gold:  # give the slot back: the label was not stored
                 store.return_slot(
-                    row.project_id, row.item_id, tier=assignment.tier, priority=row.priority or 0.0
+                    project_id, item_id, tier=assignment.tier, priority=held.priority or 0.0
                 )
             raise
         view = _view_of(values)
         view_tier = assignment.tier
-        project_id, item_id = row.project_id, row.item_id
     # Gold labels are marked too: the consensus job counts them in the annotator's record
     # (`router.gold.record`) and leaves gold items' consensus alone. If the mark is lost, the
     # reconciler counts them. So the request does the very same work for gold and routed items.
@@ -185,23 +192,9 @@ def _view_of(values: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-_PROJECT = cast("Table", Project.__table__)  # type: ignore[attr-defined]
 _ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
 _LABEL = cast("Table", Label.__table__)  # type: ignore[attr-defined]
 _ASSIGNMENT = cast("Table", Assignment.__table__)  # type: ignore[attr-defined]
-_PROJECT_ITEM = (
-    select(
-        _PROJECT.c.id.label("project_id"),
-        _PROJECT.c.label_schema,
-        _PROJECT.c.rubric_version,
-        _PROJECT.c.routing_version,
-        _ITEM.c.id.label("item_id"),
-        _ITEM.c.is_gold,
-        _ITEM.c.priority,
-    )
-    .select_from(_ITEM.join(_PROJECT, _PROJECT.c.id == _ITEM.c.project_id))
-    .where(_ITEM.c.id == bindparam("b_item"))
-)
 _INSERT_LABEL = insert(_LABEL)
 _MARK_LABELED = (
     update(_ASSIGNMENT)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from router.ratelimit.limiter import RATE_COUNT_LUA, RateTicket
+
 __all__ = ["AssignmentStore", "Claim", "LeaseOutcome", "ReapedLease"]
 
 # The hash bucket of an item's free and leased counts (see the module docstring).
@@ -68,12 +70,31 @@ end
 """
 )
 
-# KEYS: none (all keys derive from the project prefix ARGV[1]; one hash slot per project).
+# A request over its key's rate limit (`RateTicket`, optional ARGV after the script's own) does
+# nothing but count: {false, 'rate_limited', ms until the window ends, {}, '0'} for a claim.
+_RATE_LIMITED = """
+local function over_rate(at)
+  if ARGV[at] == nil or ARGV[at] == '' then return false end
+  local n, ttl = rate_count(ARGV[at], ARGV[at + 2])
+  if n > tonumber(ARGV[at + 1]) then return ttl end
+  return false
+end
+"""
+
+# KEYS: none (all keys derive from the project prefix ARGV[1]; one hash slot per project; the
+#       rate counter, counted first, is the key's own).
 # ARGV: prefix, now_ms, lease_ms, assignment_id, annotator_id, want_gold (0/1),
-#       gold_only (0/1), gold_pick (float in [0,1)), tiers (comma list, in order of preference)
+#       gold_only (0/1), gold_pick (float in [0,1)), tiers (comma list, in order of preference),
+#       then optionally the rate counter key, limit and window ms
 _CLAIM = (
-    _REAP
+    RATE_COUNT_LUA
+    + _RATE_LIMITED
+    + _REAP
     + """
+local limited = over_rate(10)
+if limited then
+  return {false, 'rate_limited', tostring(limited), {}, '0'}
+end
 local p, now, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local aid, ann = ARGV[4], ARGV[5]
 local want_gold, gold_only, pick = ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV[8])
@@ -153,42 +174,51 @@ return {false, '', '0', reaped, exhausted}
 """
 )
 
-# ARGV: prefix, assignment_id, item_id, tier (the assignment's: crowd, expert or gold)
-# Returns 1: the lease was live (or expired but not yet reaped): the label counts.
+# ARGV: prefix, assignment_id, item_id, tier (the assignment's: crowd, expert or gold), then
+#       optionally the rate counter key, limit and window ms
+# Returns {code, 0}, code 1: the lease was live (or expired but not yet reaped): the label counts.
 #         2: the lease had been returned but its slot is still free: retaken, the label counts.
 #            A gold lease holds no slot, so nobody can have taken it: always retaken.
 #         0: the slot went to someone else, the item moved to another tier or closed: the label
 #            does not count. (The item is on its tier's queue exactly while it has free slots
 #            there, so a lapsed crowd lease cannot take the slot of an item gone to an expert.)
+#         {-1, ms until the window ends}: over the rate limit, nothing done.
 _CONSUME = (
-    _BUCKETS
+    RATE_COUNT_LUA
+    + _RATE_LIMITED
+    + _BUCKETS
     + """
-local p, aid, item, tier = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if redis.call('ZSCORE', p .. 'leases', aid) then
-  redis.call('ZREM', p .. 'leases', aid)
-  local info = redis.call('HGET', p .. 'lease', aid)
-  redis.call('HDEL', p .. 'lease', aid)
-  -- Gold and routed labels make the same calls (their timing must not tell them apart): a
-  -- gold lease holds no slot, so where a routed one decrements its item's count, it reads.
-  local counted = redis.call('HEXISTS', lk(p, item), item) == 1
-  if info and counted and not string.find(info, '|gold|', 1, true) then
-    redis.call('HINCRBY', lk(p, item), item, -1)
-  else
-    redis.call('HGET', lk(p, item), item)
+local limited = over_rate(5)
+if limited then return {-1, limited} end
+local function consume()
+  local p, aid, item, tier = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+  if redis.call('ZSCORE', p .. 'leases', aid) then
+    redis.call('ZREM', p .. 'leases', aid)
+    local info = redis.call('HGET', p .. 'lease', aid)
+    redis.call('HDEL', p .. 'lease', aid)
+    -- Gold and routed labels make the same calls (their timing must not tell them apart): a
+    -- gold lease holds no slot, so where a routed one decrements its item's count, it reads.
+    local counted = redis.call('HEXISTS', lk(p, item), item) == 1
+    if info and counted and not string.find(info, '|gold|', 1, true) then
+      redis.call('HINCRBY', lk(p, item), item, -1)
+    else
+      redis.call('HGET', lk(p, item), item)
+    end
+    return 1
   end
-  return 1
-end
-if tier == 'gold' then return 2 end
-local q = p .. 'q:' .. tier
-if not redis.call('ZSCORE', q, item) then return 0 end
-local free = tonumber(redis.call('HGET', fk(p, item), item) or '0')
-if free > 0 then
-  if redis.call('HINCRBY', fk(p, item), item, -1) <= 0 then
-    redis.call('ZREM', q, item)
+  if tier == 'gold' then return 2 end
+  local q = p .. 'q:' .. tier
+  if not redis.call('ZSCORE', q, item) then return 0 end
+  local free = tonumber(redis.call('HGET', fk(p, item), item) or '0')
+  if free > 0 then
+    if redis.call('HINCRBY', fk(p, item), item, -1) <= 0 then
+      redis.call('ZREM', q, item)
+    end
+    return 2
   end
-  return 2
+  return 0
 end
-return 0
+return {consume(), 0}
 """
 )
 
@@ -347,6 +377,8 @@ class Claim:
     gold_exhausted: bool
     """The claim wanted gold and the annotator had seen all of it (routed work may follow)."""
     reaped: list[ReapedLease]
+    retry_after_ms: int | None = None
+    """Set when the request was over its rate limit: nothing was claimed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +386,8 @@ class LeaseOutcome:
     counted: bool
     retaken: bool
     """The lease had lapsed and been returned, but its slot was still free."""
+    retry_after_ms: int | None = None
+    """Set when the request was over its rate limit: the lease was left as it was."""
 
 
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
@@ -415,7 +449,10 @@ class AssignmentStore:
         want_gold: bool,
         gold_only: bool,
         gold_pick: float,
+        rate: RateTicket | None = None,
     ) -> Claim:
+        """Lease the best item for the annotator. With `rate`, the request is counted first
+        and, over its limit, nothing else is done (`Claim.retry_after_ms`)."""
         raw = self._claim(
             args=[
                 self.prefix(project_id),
@@ -427,18 +464,32 @@ class AssignmentStore:
                 int(gold_only),
                 repr(gold_pick),
                 ",".join(tiers),
+                *(rate.args() if rate is not None else ()),
             ]
         )
         item, tier, prio, reaped, exhausted = raw
+        if not item and _s(tier) == "rate_limited":
+            return Claim(None, "", 0.0, False, [], retry_after_ms=int(_s(prio)))
         gold_exhausted = _s(exhausted) == "1"
         if not item:
             return Claim(None, "", 0.0, gold_exhausted, _reaped(reaped))
         return Claim(_s(item), _s(tier), float(_s(prio)), gold_exhausted, _reaped(reaped))
 
-    def consume(self, project_id: str, assignment_id: str, item_id: str, tier: str) -> LeaseOutcome:
-        """Take the assignment's slot for its label; `tier` is the assignment's tier."""
-        code = int(self._consume(args=[self.prefix(project_id), assignment_id, item_id, tier]))
-        return LeaseOutcome(counted=code > 0, retaken=code == 2)
+    def consume(
+        self,
+        project_id: str,
+        assignment_id: str,
+        item_id: str,
+        tier: str,
+        rate: RateTicket | None = None,
+    ) -> LeaseOutcome:
+        """Take the assignment's slot for its label; `tier` is the assignment's tier. With
+        `rate`, the request is counted first and, over its limit, nothing else is done."""
+        args: list[str | int] = [self.prefix(project_id), assignment_id, item_id, tier]
+        code, ttl_ms = self._consume(args=[*args, *(rate.args() if rate is not None else ())])
+        if int(code) < 0:
+            return LeaseOutcome(counted=False, retaken=False, retry_after_ms=int(ttl_ms))
+        return LeaseOutcome(counted=int(code) > 0, retaken=int(code) == 2)
 
     def release(self, project_id: str, assignment_id: str) -> bool:
         return bool(self._release(args=[self.prefix(project_id), assignment_id]))

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Response, post
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from router.deps import PrincipalDep, RuntimeDep
+from router.deps import RATE_COUNTED_BY_HANDLER, PrincipalDep, RuntimeDep
 from router.gold.service import register_gold
 from router.idempotency.http import IdempotencyKeyHeader, replay_response
 from router.idempotency.store import IdempotentRequest, Recorder, StoredResponse, run_once
@@ -31,6 +31,7 @@ class TaskController(Controller):
         sync_to_thread=True,
         status_code=200,
         summary="Claim the annotator's next task under a lease (annotator, tool); 204 if none",
+        opt={RATE_COUNTED_BY_HANDLER: True},
     )
     def next_task(
         self,
@@ -39,7 +40,10 @@ class TaskController(Controller):
         principal: PrincipalDep,
         x_annotator: XAnnotator = None,
     ) -> Response[TaskOut | None]:
-        task = service.next_task(runtime.db, runtime.assignments, principal, pid, x_annotator)
+        with runtime.limiter.counting(principal) as rate:  # in the claim's Redis call
+            task = service.next_task(
+                runtime.db, runtime.assignments, principal, pid, x_annotator, rate
+            )
         if task is None:
             return Response(None, status_code=204)
         # Not `asdict`: it deep-copies the payload and the label schema on every claim.
@@ -80,6 +84,7 @@ class AssignmentController(Controller):
         "/label",
         sync_to_thread=True,
         summary="Submit the label of an assignment (its annotator, or a tool acting for it)",
+        opt={RATE_COUNTED_BY_HANDLER: True},
     )
     def label(
         self,
@@ -116,10 +121,12 @@ class AssignmentController(Controller):
                 x_annotator,
                 body,
                 before_commit=(lambda s, v, c: record(s, 201 if c else 200, v)) if record else None,
+                rate=rate,
             )
             return StoredResponse(201 if created else 200, view)
 
-        return replay_response(*run_once(runtime.db, idem, write))
+        with runtime.limiter.counting(principal) as rate:  # in the lease's Redis call
+            return replay_response(*run_once(runtime.db, idem, write))
 
     @post(
         "/release",

@@ -32,6 +32,7 @@ from router.projects.label_schema import LabelSchema
 from router.projects.service import routing_config_of
 from router.quality.alerts import flag_gold_exhausted
 from router.queueing.assignments import AssignmentStore, Claim, ReapedLease
+from router.ratelimit.limiter import RateTicket
 from router.routing.config import AssistConfig, RoutingConfig
 from router.tasks.acting import acting_annotator, check_acting, require_active
 from router.tasks.assist import suggestion_for
@@ -76,17 +77,23 @@ def next_task(
     principal: Principal,
     project_id: str,
     x_annotator: str | None,
+    rate: RateTicket | None = None,
 ) -> Task | None:
-    """Lease the best item for this annotator and record the assignment; None if none is left."""
+    """Lease the best item for this annotator and record the assignment; None if none is left.
+
+    `rate` counts the request against its key's limit in the claim's own Redis call (429
+    over it, with nothing claimed)."""
     project, annotator = _claimant(db, principal, project_id, x_annotator)
     require_active(annotator)
     config = routing_config_of(db, project)
     tiers = [annotator.tier]
     if annotator.tier == "expert" and config.experts.take_crowd_work:
         tiers.append("crowd")
-    for _ in range(_CLAIM_ATTEMPTS):
+    for attempt in range(_CLAIM_ATTEMPTS):
         try:
-            return _claim_once(db, store, project, annotator, config, tiers)
+            # The request is counted once, by its first attempt.
+            rate_now = rate if attempt == 0 else None
+            return _claim_once(db, store, project, annotator, config, tiers, rate_now)
         except _AlreadyAssigned as exc:
             # Redis handed out an item this annotator already had: its seen set lost the
             # entry (Redis restarted, not yet rebuilt). The database refused the second
@@ -173,6 +180,7 @@ def _claim_once(
     annotator: Annotator,
     config: RoutingConfig,
     tiers: list[str],
+    rate: RateTicket | None,
 ) -> Task | None:
     project_id = project.id
     odds, gold_only = gold_odds(config, annotator)
@@ -189,7 +197,10 @@ def _claim_once(
         want_gold=_rng.random() < odds,
         gold_only=gold_only,
         gold_pick=_rng.random(),
+        rate=rate,
     )
+    if claim.retry_after_ms is not None and rate is not None:
+        raise rate.refusal(claim.retry_after_ms)
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     expires = now + timedelta(milliseconds=lease_ms)
     # By the annotator's tier, never the claim's: gold and routed work look alike.
@@ -356,42 +367,86 @@ def release_task(
 ) -> dict[str, Any]:
     """Give the item back to its queue at its priority; the annotator will not get it again."""
     with db.session() as session:
-        assignment = load_assignment(session, principal, assignment_id, x_annotator)
-        if assignment.status == "labeled":
+        assignment = load_assignment(session, principal, assignment_id, x_annotator).assignment
+        status = assignment.status
+        if status == "labeled":
             raise Conflict("this assignment is already labeled; there is nothing to release")
-        if assignment.status == "leased":
+        if status == "leased":
             store.release(assignment.project_id, assignment.id)
-            assignment.status = "released"
-            session.add(assignment)
-        return {"assignment_id": assignment.id, "status": assignment.status}
+            status = "released"
+            session.connection().execute(_RELEASE, {"b_assignment": assignment.id})
+        return {"assignment_id": assignment.id, "status": status}
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAssignment:
+    """An assignment locked for its label or release, with what a label needs of its item
+    and project (read in the same statement)."""
+
+    assignment: Assignment
+    """A plain holder of the row's values (never added to a session)."""
+    label_schema: dict[str, Any]
+    rubric_version: str
+    routing_version: int
+    is_gold: bool
+    priority: float | None
+
+
+_HELD = (
+    select(
+        *(c.label("s_" + c.name) for c in _ASSIGNMENT.c),
+        *(c.label("a_" + c.name) for c in _ANNOTATOR.c),
+        _PROJECT.c.label_schema,
+        _PROJECT.c.rubric_version,
+        _PROJECT.c.routing_version,
+        _ITEM.c.is_gold,
+        _ITEM.c.priority,
+    )
+    .select_from(
+        _ASSIGNMENT.join(_ANNOTATOR, _ANNOTATOR.c.id == _ASSIGNMENT.c.annotator_id)
+        .join(_ITEM, _ITEM.c.id == _ASSIGNMENT.c.item_id)
+        .join(_PROJECT, _PROJECT.c.id == _ASSIGNMENT.c.project_id)
+    )
+    .where(_ASSIGNMENT.c.id == bindparam("assignment_id"))
+    # FOR NO KEY UPDATE of the assignment and the annotator only: it excludes a second label
+    # or release of this assignment, and lets the foreign-key checks of inserts through.
+    .with_for_update(key_share=True, of=[_ASSIGNMENT, _ANNOTATOR])
+)
+_RELEASE = (
+    update(_ASSIGNMENT)
+    .where(_ASSIGNMENT.c.id == bindparam("b_assignment"))
+    .values(status="released")
+)
 
 
 def load_assignment(
     session: Session, principal: Principal, assignment_id: str, x_annotator: str | None
-) -> Assignment:
+) -> HeldAssignment:
     """The assignment if the caller is its annotator (or a tool acting for it), else 404.
 
     The row stays locked until the transaction ends, so that a label or release sent twice at
     once (a tool retrying) is decided once, the second seeing what the first did. The
     annotator's row is locked too, so that a label waits for a suspension being committed by
-    the gold-record job (`router.gold.record`) and then sees it.
+    the gold-record job (`router.gold.record`) and then sees it. One Core statement reads and
+    locks both, and reads the item's and project's columns a label needs.
     """
-    # One statement reads and locks both rows (FOR NO KEY UPDATE: it excludes a second label
-    # or release of this assignment, and lets the foreign-key checks of inserts through).
-    row = session.execute(
-        select(Assignment, Annotator)
-        .join(Annotator, col(Annotator.id) == col(Assignment.annotator_id))
-        .where(col(Assignment.id) == assignment_id)
-        .with_for_update(key_share=True, of=[Assignment, Annotator])
-    ).first()
+    row = session.connection().execute(_HELD, {"assignment_id": assignment_id}).mappings().first()
     missing = NotFound(f"assignment {assignment_id!r} not found")
     if row is None:
         raise missing
-    assignment, annotator = cast("tuple[Assignment, Annotator]", tuple(row))
+    assignment = Assignment.model_construct(**{c.name: row["s_" + c.name] for c in _ASSIGNMENT.c})
+    annotator = Annotator.model_construct(**{c.name: row["a_" + c.name] for c in _ANNOTATOR.c})
     if _acts_for(principal, x_annotator, assignment, annotator):
         annotator = check_acting(principal, assignment.project_id, x_annotator, annotator)
         require_active(annotator)
-        return assignment
+        return HeldAssignment(
+            assignment,
+            row["label_schema"],
+            row["rubric_version"],
+            row["routing_version"],
+            row["is_gold"],
+            row["priority"],
+        )
     # Not the caller's assignment: refuse exactly as reading the caller's annotator would.
     try:
         acting_annotator(session, principal, assignment.project_id, x_annotator)
