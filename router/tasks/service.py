@@ -128,7 +128,6 @@ def _claimant_query(by: ColumnElement[bool]) -> Select[Any]:
 _CLAIMANT_BY_ID = _claimant_query(_ANNOTATOR.c.id == bindparam("annotator"))
 _CLAIMANT_BY_EXTERNAL_ID = _claimant_query(_ANNOTATOR.c.external_id == bindparam("annotator"))
 _PROJECT_ONLY = _claimant_query(false())
-_ITEM_PAYLOAD = select(_ITEM.c.payload).where(_ITEM.c.id == bindparam("item_id"))
 _PREDICTION = cast("Table", Prediction.__table__)  # type: ignore[attr-defined]
 # With model-assisted labeling on: the payload and the item's predictions in one round trip
 # (one row per prediction, or one row of NULLs); gold and routed items alike.
@@ -138,6 +137,20 @@ _ITEM_WITH_PREDICTIONS = (
     .where(_ITEM.c.id == bindparam("item_id"))
 )
 _INSERT_ASSIGNMENT = insert(_ASSIGNMENT)
+_ASSIGNMENT_VALUES = [c.name for c in _ASSIGNMENT.c if c.name != "item_id"]
+# Without model-assisted labeling: the assignment inserted and the item's payload read in one
+# statement; no row when the item is gone (Redis held an item the database no longer has).
+_INSERT_ASSIGNMENT_READ_PAYLOAD = (
+    insert(_ASSIGNMENT)
+    .from_select(
+        ["item_id", *_ASSIGNMENT_VALUES],
+        select(
+            _ITEM.c.id,
+            *(bindparam(name, type_=_ASSIGNMENT.c[name].type) for name in _ASSIGNMENT_VALUES),
+        ).where(_ITEM.c.id == bindparam("item_id")),
+    )
+    .returning(select(_ITEM.c.payload).where(_ITEM.c.id == bindparam("item_id")).scalar_subquery())
+)
 
 
 def _claimant(
@@ -279,9 +292,21 @@ def _record_claim(
     mark_expired(conn, claim.reaped)
     if claim.item_id is None:
         return None
+    values = {
+        "id": assignment_id,
+        "project_id": project.id,
+        "item_id": claim.item_id,
+        "annotator_id": annotator.id,
+        "tier": claim.tier,
+        "status": "leased",
+        "config_version": project.routing_version,
+        "leased_at": now,
+        "lease_expires_at": expires,
+        "suggestion": None,
+    }
     suggestion = None
     if assist is None:
-        payload = conn.execute(_ITEM_PAYLOAD, {"item_id": claim.item_id}).scalar_one_or_none()
+        payload = conn.execute(_INSERT_ASSIGNMENT_READ_PAYLOAD, values).scalar_one_or_none()
     else:
         rows = conn.execute(_ITEM_WITH_PREDICTIONS, {"item_id": claim.item_id}).all()
         payload = rows[0][0] if rows else None
@@ -289,23 +314,9 @@ def _record_claim(
             labels = LabelSchema.parse(project.label_schema).labels
             predictions = [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
             suggestion = suggestion_for(predictions, labels, assist)
+            conn.execute(_INSERT_ASSIGNMENT, {**values, "suggestion": suggestion})
     if payload is None:  # Redis held an item the database no longer has
         raise NotFound(f"item {claim.item_id!r} vanished")
-    conn.execute(
-        _INSERT_ASSIGNMENT,
-        {
-            "id": assignment_id,
-            "project_id": project.id,
-            "item_id": claim.item_id,
-            "annotator_id": annotator.id,
-            "tier": claim.tier,
-            "status": "leased",
-            "config_version": project.routing_version,
-            "leased_at": now,
-            "lease_expires_at": expires,
-            "suggestion": suggestion,
-        },
-    )
     return _task(assignment_id, claim.item_id, payload, project, expires, suggestion)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import fakeredis
+import pytest
 from litestar.testing import TestClient
 from sqlalchemy import select
 from sqlmodel import col
@@ -116,6 +117,7 @@ def test_rotating_an_annotator_key_revokes_the_old_one(client, project, runtime)
     assert [k.id for k in live] == [resp.json()["id"]]
 
 
+@pytest.mark.timing  # a latency bound: run alone, not beside other tests on a loaded machine
 def test_revocation_reaches_another_api_process_within_a_second(client, admin, project, runtime):
     """Two app instances sharing the database: a key revoked on one is refused on the other
     within the key cache's one-second lifetime."""
