@@ -114,9 +114,13 @@ def submit_label(
         }
         try:
             conn = session.connection()
-            conn.execute(_INSERT_LABEL, values)
-            conn.execute(_MARK_LABELED, {"b_assignment": assignment.id})
-            conn.execute(_COUNT_LABEL, {"b_item": item_id, "b_now": now})
+            marks = {"b_assignment": assignment.id, "b_item": item_id, "b_now": now}
+            if db.is_sqlite:
+                conn.execute(_INSERT_LABEL, values)
+                conn.execute(_MARK_LABELED, marks)
+                conn.execute(_COUNT_LABEL, marks)
+            else:  # one round trip
+                conn.execute(_PG_WRITE_LABEL, {**{"l_" + k: v for k, v in values.items()}, **marks})
             if before_commit is not None:
                 before_commit(session, _view_of(values), True)
         except BaseException:
@@ -205,4 +209,27 @@ _COUNT_LABEL = (
     update(_ITEM)
     .where(_ITEM.c.id == bindparam("b_item"))
     .values(n_labels=_ITEM.c.n_labels + 1, updated_at=bindparam("b_now"))
+)
+_LABEL_VALUES = (
+    "id",
+    "assignment_id",
+    "project_id",
+    "item_id",
+    "annotator_id",
+    "label",
+    "confidence",
+    "rationale",
+    "duration_ms",
+    "rubric_version",
+    "config_version",
+    "created_at",
+)
+"""The columns a label is stored with (its gold record is the consensus job's, later)."""
+# PostgreSQL: the three writes of a label in one statement (data-modifying CTEs), the label's
+# values bound as l_<column>.
+_PG_WRITE_LABEL = _COUNT_LABEL.add_cte(
+    insert(_LABEL)
+    .values({name: bindparam("l_" + name, type_=_LABEL.c[name].type) for name in _LABEL_VALUES})
+    .cte("new_label"),
+    _MARK_LABELED.cte("labeled_assignment"),
 )
