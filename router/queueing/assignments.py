@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.commands.core import Script
 
 __all__ = ["AssignmentStore", "Claim", "LeaseOutcome", "ReapedLease"]
 
@@ -329,6 +330,25 @@ return 1
 """
 )
 
+# `_CLOSE` for many items in one call. ARGV: prefix, then the items.
+_CLOSE_MANY = (
+    _BUCKETS
+    + """
+local p = ARGV[1]
+if #ARGV < 2 then return 0 end
+local items = {unpack(ARGV, 2)}
+redis.call('SADD', p .. 'closed', unpack(items))
+redis.call('ZREM', p .. 'q:crowd', unpack(items))
+redis.call('ZREM', p .. 'q:expert', unpack(items))
+for _, item in ipairs(items) do
+  redis.call('HDEL', fk(p, item), item)
+  redis.call('HDEL', lk(p, item), item)
+end
+return #items
+"""
+)
+_CLOSE_CHUNK = 500
+
 
 @dataclass(frozen=True, slots=True)
 class ReapedLease:
@@ -379,6 +399,7 @@ class AssignmentStore:
     __slots__ = (
         "_claim",
         "_close",
+        "_close_many",
         "_consume",
         "_open",
         "_open_many",
@@ -397,6 +418,7 @@ class AssignmentStore:
         self._open = redis.register_script(_OPEN)
         self._open_many = redis.register_script(_OPEN_MANY)
         self._close = redis.register_script(_CLOSE)
+        self._close_many = redis.register_script(_CLOSE_MANY)
         self._return = redis.register_script(_RETURN)
 
     @staticmethod
@@ -465,6 +487,27 @@ class AssignmentStore:
 
     def close_item(self, project_id: str, item_id: str) -> None:
         self._close(args=[self.prefix(project_id), item_id])
+
+    def close_items(self, project_id: str, item_ids: Iterable[str]) -> None:
+        """`close_item` for many items at once, in one round trip (none without items)."""
+        ids = list(item_ids)
+        p = self.prefix(project_id)
+        self._run_chunks(
+            self._close_many,
+            [[p, *ids[i : i + _CLOSE_CHUNK]] for i in range(0, len(ids), _CLOSE_CHUNK)],
+        )
+
+    def _run_chunks(self, script: Script, chunks: list[list[str | int]]) -> None:
+        """Run `script` once per argument list: one call runs alone (one round trip), more
+        run in one pipeline (which checks that its scripts are loaded first: a second round
+        trip)."""
+        if len(chunks) == 1:
+            script(args=chunks[0])
+        elif chunks:
+            pipe = self.redis.pipeline(transaction=False)
+            for args in chunks:
+                script(args=args, client=pipe)
+            pipe.execute()
 
     def add_gold(self, project_id: str, item_ids: Iterable[str]) -> None:
         ids = list(item_ids)
@@ -566,20 +609,17 @@ class AssignmentStore:
 
     def open_items(self, project_id: str, entries: Iterable[tuple[str, str, float, int]]) -> None:
         """`open_item` for many (item, tier, priority, wanted) at once, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
         p = self.prefix(project_id)
+        chunks: list[list[str | int]] = []
         args: list[str | int] = [p]
-        calls = 0
         for item_id, tier, priority, wanted in entries:
             args += [item_id, tier, repr(float(priority)), wanted]
             if len(args) > 4 * _OPEN_CHUNK:
-                self._open_many(args=args, client=pipe)
-                args, calls = [p], calls + 1
+                chunks.append(args)
+                args = [p]
         if len(args) > 1:
-            self._open_many(args=args, client=pipe)
-            calls += 1
-        if calls:
-            pipe.execute()
+            chunks.append(args)
+        self._run_chunks(self._open_many, chunks)
 
     def queue_key(self, project_id: str, tier: str) -> str:
         return self.prefix(project_id) + "q:" + tier
