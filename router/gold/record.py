@@ -60,8 +60,10 @@ def record_gold_labels(
         query = query.where(col(Label.item_id).in_(sorted(set(item_ids))))
     if before is not None:
         query = query.where(col(Label.created_at) < before)
-    with db.read() as session:
-        annotator_ids = sorted(session.execute(query).scalars())
+    # One statement, no transaction around it (on PostgreSQL: no BEGIN and ROLLBACK round
+    # trips); the consensus job asks this on every run, nearly always to find nobody.
+    with db.statements(write=False) as conn:
+        annotator_ids = sorted(conn.execute(query).scalars())
     recorded = suspended = 0
     for annotator_id in annotator_ids:
         n, newly_suspended = _record_annotator(db, annotator_id)
