@@ -8,8 +8,8 @@ commits the outcome in one transaction, then closes the settled items in Redis.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import msgspec
 import numpy as np
@@ -158,6 +158,8 @@ _COUNTED_LABELS = (
         _LABEL.c.annotator_id,
         _ASSIGNMENT.c.tier,
         _ANNOTATOR.c.tier.label("annotator_tier"),
+        _ANNOTATOR.c.n_gold,
+        _ANNOTATOR.c.n_gold_correct,
     )
     .select_from(
         _LABEL.join(_ASSIGNMENT, _ASSIGNMENT.c.id == _LABEL.c.assignment_id).join(
@@ -167,7 +169,8 @@ _COUNTED_LABELS = (
     .where(_LABEL.c.item_id.in_(bindparam("ids", expanding=True)), _ANNOTATOR.c.status == "active")
     .order_by(_LABEL.c.created_at)
 )
-"""(item, label, annotator, assignment tier, annotator tier) of the items' counted labels."""
+"""(item, label, annotator, assignment tier, annotator tier) of the items' counted labels,
+with the annotator's gold record (what `posteriors` weighs the label by)."""
 _LABELERS = select(
     _ANNOTATOR.c.id, _ANNOTATOR.c.tier, _ANNOTATOR.c.n_gold, _ANNOTATOR.c.n_gold_correct
 ).where(_ANNOTATOR.c.id.in_(bindparam("ids", expanding=True)))
@@ -278,9 +281,11 @@ def _decide(
     schema = LabelSchema.parse(project.label_schema)
     decide_again: list[str] = []
     ids = [it.id for it in items]
-    labels = _counted_labels(session, ids)
+    labels, labelers = _counted_labels_and_labelers(session, ids)
     base, expert_open, hooks = _project_state(session, project_id, schema)
-    post = posteriors(session, project_id, items, labels, schema, config, base=base)
+    post = posteriors(
+        session, project_id, items, labels, schema, config, base=base, labelers=labelers
+    )
     # Crowd labels fill the crowd tier's slots (experts doing crowd work included); every
     # label by an expert counts toward an expert-tier target, crowd work included.
     crowd = np.array([sum(1 for lb in labels[i] if lb[2] == "crowd") for i in ids])
@@ -423,7 +428,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
             config = routing_config(session, project)
             schema = LabelSchema.parse(project.label_schema)
             chunk = ids[start : start + RELABEL_CHUNK]
-            labels = _counted_labels(session, chunk)
+            labels, labelers = _counted_labels_and_labelers(session, chunk)
             items = [
                 it
                 for it in session.execute(
@@ -433,7 +438,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
             ]
             if not items:
                 continue
-            post = posteriors(session, project_id, items, labels, schema, config)
+            post = posteriors(session, project_id, items, labels, schema, config, labelers=labelers)
             now = utcnow()
             events: list[dict[str, Any]] = []
             for i, item in enumerate(items):
@@ -466,16 +471,33 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
     return {"checked": checked, "relabeled": relabeled}
 
 
+class _Labeler(NamedTuple):
+    """What `posteriors` weighs a labeler's labels by."""
+
+    tier: str
+    n_gold: int
+    n_gold_correct: int
+
+
 def _counted_labels(
     session: Session, item_ids: list[str]
 ) -> dict[str, list[tuple[str, str, str, str]]]:
     """(label, annotator_id, assignment tier, annotator tier) per item, in order, leaving out
     suspended annotators' labels."""
+    return _counted_labels_and_labelers(session, item_ids)[0]
+
+
+def _counted_labels_and_labelers(
+    session: Session, item_ids: list[str]
+) -> tuple[dict[str, list[tuple[str, str, str, str]]], dict[str, _Labeler]]:
+    """`_counted_labels`, and the records of their labelers, in one statement."""
     rows = session.connection().execute(_COUNTED_LABELS, {"ids": item_ids})
     out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-    for item_id, label, annotator_id, tier, annotator_tier in rows:
+    labelers: dict[str, _Labeler] = {}
+    for item_id, label, annotator_id, tier, annotator_tier, n_gold, n_correct in rows:
         out[item_id].append((label, annotator_id, tier, annotator_tier))
-    return out
+        labelers[annotator_id] = _Labeler(annotator_tier, n_gold, n_correct)
+    return out, labelers
 
 
 def posteriors(
@@ -487,11 +509,13 @@ def posteriors(
     config: RoutingConfig,
     *,
     base: NDArray[np.float64] | None = None,
+    labelers: Mapping[str, _Labeler] | None = None,
 ) -> NDArray[np.float64]:
     """Prior (committee mean blended with class frequencies) x each labeler's confusion column.
 
     `items`: items or rows of them (only their ids are read); `base`: the project's
-    `class_prior`, when the caller read it already."""
+    `class_prior`, and `labelers` the records of the labels' annotators, when the caller read
+    them already in this transaction."""
     k = schema.k
     item_ids = [it.id for it in items]
     committees = committees_of(session, item_ids)
@@ -507,7 +531,14 @@ def posteriors(
     annotator_ids = sorted({lb[1] for item_labels in labels.values() for lb in item_labels})
     if not annotator_ids:
         return prior
-    records = {a.id: a for a in session.connection().execute(_LABELERS, {"ids": annotator_ids})}
+    records: Mapping[str, _Labeler] = (
+        {
+            a.id: _Labeler(a.tier, a.n_gold, a.n_gold_correct)
+            for a in session.connection().execute(_LABELERS, {"ids": annotator_ids})
+        }
+        if labelers is None
+        else labelers
+    )
     # Which matrix each labeler gets is decided by one pure function, shared with the replay
     # (`labelrouter simulate`). Under the default `symmetric` model: one gold-based accuracy per
     # labeler, spread evenly over wrong classes (gold-only K x K matrices are too sparse per
