@@ -164,3 +164,14 @@ def test_one_chunk_is_one_call_and_none_is_no_call(redis: Redis) -> None:
         redis.execute_command = original  # type: ignore[method-assign]
     assert calls == ["EVALSHA", "EVALSHA"]
     assert store.depths("p") == {"crowd": 0, "expert": 0}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_live_leases_are_the_leased_counts(redis: Redis, seed: int) -> None:
+    store = AssignmentStore(redis)
+    _prepare(store, "p", seed)
+    ids = [f"it{i:02d}" for i in range(60)]  # stored, leased, settled and never seen items
+    got = store.live_leases("p", ids)
+    assert got == [store.slots("p", i)[1] or 0 for i in ids]
+    assert sum(got) > 0  # 12 leases, less those of items settled since
+    assert store.live_leases("p", []) == []
