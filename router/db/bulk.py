@@ -13,13 +13,45 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Table, Text, Update, bindparam, cast, column, func, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Text,
+    Update,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.types import JSON
 from sqlmodel import Session
 
-__all__ = ["update_by_key"]
+__all__ = ["id_list", "in_id_list", "update_by_key"]
 
 _ENCODER = msgspec.json.Encoder()
+
+
+def in_id_list(column: ColumnElement[Any], name: str, *, postgresql: bool) -> ColumnElement[bool]:
+    """`column` is one of the ids bound as `name` (pass them through `id_list`).
+
+    On PostgreSQL the ids go as one JSON array, `= ANY(ARRAY(subquery))`: one statement text
+    whatever their number, where an expanding IN renders a parameter per id (client CPU per id)
+    and makes a new text (to convert, parse and plan) for each number of ids; the subquery
+    runs once, then an index scan (`IN (subquery)` let the planner hash-join a scan of the
+    whole table). Elsewhere an expanding IN.
+    """
+    if not postgresql:
+        return column.in_(bindparam(name, expanding=True))
+    ids = cast(bindparam(name, type_=Text), JSON)
+    return column == any_(func.array(select(func.json_array_elements_text(ids)).scalar_subquery()))
+
+
+def id_list(ids: Sequence[str], *, postgresql: bool) -> str | list[str]:
+    """The value of an `in_id_list` parameter."""
+    return _ENCODER.encode(ids).decode() if postgresql else list(ids)
 
 
 def update_by_key(
