@@ -19,11 +19,11 @@ from sqlalchemy import cast as sa_cast
 from sqlmodel import Session, col
 
 if TYPE_CHECKING:
-    from sqlalchemy import BindParameter, CompoundSelect, Table
+    from sqlalchemy import BindParameter, CompoundSelect, CursorResult, Select, Table
 
 from router import audit
 from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
-from router.db.bulk import update_by_key
+from router.db.bulk import id_list, in_id_list, update_by_key
 from router.db.database import Database
 from router.db.models import Annotator, Assignment, Item, Label, Project, Webhook, utcnow
 from router.maths.annotator_model import labeler_confusions
@@ -134,25 +134,29 @@ _ASSIGNMENT = cast("Table", Assignment.__table__)  # type: ignore[attr-defined]
 _ANNOTATOR = cast("Table", Annotator.__table__)  # type: ignore[attr-defined]
 _WEBHOOK = cast("Table", Webhook.__table__)  # type: ignore[attr-defined]
 
-_DECIDING = select(
-    _ITEM.c.id,
-    _ITEM.c.status,
-    _ITEM.c.tier,
-    _ITEM.c.priority,
-    _ITEM.c.labels_needed,
-    _ITEM.c.routing_reason,
-    _ITEM.c.external_id,
-    _ITEM.c.n_labels,
-    _ITEM.c.config_version,
-).where(
-    _ITEM.c.id.in_(bindparam("ids", expanding=True)),
-    _ITEM.c.is_gold.is_(False),
-    _ITEM.c.status.in_(("routed", "done")),
-)
+# Each statement per dialect (PostgreSQL or not), for how the ids go (see `in_id_list`).
+_DECIDING = {
+    postgresql: select(
+        _ITEM.c.id,
+        _ITEM.c.status,
+        _ITEM.c.tier,
+        _ITEM.c.priority,
+        _ITEM.c.labels_needed,
+        _ITEM.c.routing_reason,
+        _ITEM.c.external_id,
+        _ITEM.c.n_labels,
+        _ITEM.c.config_version,
+    ).where(
+        in_id_list(_ITEM.c.id, "ids", postgresql=postgresql),
+        _ITEM.c.is_gold.is_(False),
+        _ITEM.c.status.in_(("routed", "done")),
+    )
+    for postgresql in (False, True)
+}
 """The marked items the job may decide for (routed) or must close again (done)."""
 
-_COUNTED_LABELS = (
-    select(
+_COUNTED_LABELS = {
+    postgresql: select(
         _LABEL.c.item_id,
         _LABEL.c.label,
         _LABEL.c.annotator_id,
@@ -166,15 +170,32 @@ _COUNTED_LABELS = (
             _ANNOTATOR, _ANNOTATOR.c.id == _LABEL.c.annotator_id
         )
     )
-    .where(_LABEL.c.item_id.in_(bindparam("ids", expanding=True)), _ANNOTATOR.c.status == "active")
+    .where(
+        in_id_list(_LABEL.c.item_id, "ids", postgresql=postgresql),
+        _ANNOTATOR.c.status == "active",
+    )
     .order_by(_LABEL.c.created_at)
-)
+    for postgresql in (False, True)
+}
 """(item, label, annotator, assignment tier, annotator tier) of the items' counted labels,
 with the annotator's gold record (what `posteriors` weighs the label by)."""
-_LABELERS = select(
-    _ANNOTATOR.c.id, _ANNOTATOR.c.tier, _ANNOTATOR.c.n_gold, _ANNOTATOR.c.n_gold_correct
-).where(_ANNOTATOR.c.id.in_(bindparam("ids", expanding=True)))
+_LABELERS = {
+    postgresql: select(
+        _ANNOTATOR.c.id, _ANNOTATOR.c.tier, _ANNOTATOR.c.n_gold, _ANNOTATOR.c.n_gold_correct
+    ).where(in_id_list(_ANNOTATOR.c.id, "ids", postgresql=postgresql))
+    for postgresql in (False, True)
+}
 """What `posteriors` weighs a labeler by."""
+
+
+def _by_ids(
+    session: Session, statements: dict[bool, Select[Any]], ids: list[str]
+) -> CursorResult[Any]:
+    """Run the dialect's statement of `statements` over the listed ids."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    return session.connection().execute(
+        statements[postgresql], {"ids": id_list(ids, postgresql=postgresql)}
+    )
 
 
 class _HasId(Protocol):
@@ -251,7 +272,7 @@ def _update_project(
         if project is None:
             return {}
         config = routing_config(session, project)
-        marked = session.connection().execute(_DECIDING, {"ids": item_ids}).all()
+        marked = _by_ids(session, _DECIDING, item_ids).all()
         # A settled item is closed again (after the commit, with those settled now): a run
         # that died after settling it may not have.
         closing = [it.id for it in marked if it.status == "done"]
@@ -491,10 +512,11 @@ def _counted_labels_and_labelers(
     session: Session, item_ids: list[str]
 ) -> tuple[dict[str, list[tuple[str, str, str, str]]], dict[str, _Labeler]]:
     """`_counted_labels`, and the records of their labelers, in one statement."""
-    rows = session.connection().execute(_COUNTED_LABELS, {"ids": item_ids})
+    rows = _by_ids(session, _COUNTED_LABELS, item_ids)
     out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
     labelers: dict[str, _Labeler] = {}
-    for item_id, label, annotator_id, tier, annotator_tier, n_gold, n_correct in rows:
+    for row in rows:
+        item_id, label, annotator_id, tier, annotator_tier, n_gold, n_correct = tuple(row)
         out[item_id].append((label, annotator_id, tier, annotator_tier))
         labelers[annotator_id] = _Labeler(annotator_tier, n_gold, n_correct)
     return out, labelers
@@ -534,7 +556,7 @@ def posteriors(
     records: Mapping[str, _Labeler] = (
         {
             a.id: _Labeler(a.tier, a.n_gold, a.n_gold_correct)
-            for a in session.connection().execute(_LABELERS, {"ids": annotator_ids})
+            for a in _by_ids(session, _LABELERS, annotator_ids)
         }
         if labelers is None
         else labelers
