@@ -5,7 +5,8 @@ ROUTER_BENCH_DATABASE_URL / ROUTER_BENCH_REDIS_URL are set. A project with crowd
 some gold and items with a model committee is routed; annotators then claim and label (the
 service calls, no HTTP; they answer an item's class of truth most of the time), which marks the
 items for the consensus job, and the job's work (`workers.jobs.update_consensus`: gold records,
-then the consensus updates, then the marks' acknowledgment) runs on those marks:
+then the consensus updates, then the marks' acknowledgment) runs on those marks, after a warm-up
+and a Dawid-Skene refit (the default confusion model weighs labels by the refitted matrices):
 
 - batch: --consensus-labels labels, then one run draining all their marks (up to 500 a batch);
 - trickle: the same number of labels, with a run after every --consensus-trickle labels, as the
@@ -235,6 +236,11 @@ def measure(shape: str, args: Any) -> dict[str, Any]:
         for _ in range(4):
             label(args.consensus_labels // 4)
             run_job()
+        # As in production after the first refit interval: the runs weigh labels by the
+        # refitted confusion matrices (the default `confusion_model: refit`).
+        from router.quality.refit import refit_project
+
+        refit_project(rt.db, pid)
         modes: dict[str, Any] = {}
         for mode, per_run in (
             ("batch", args.consensus_labels),
