@@ -25,6 +25,7 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "ceilings": "bench.ceilings",
     "quality": "bench.quality",
+    "consensus": "bench.consensus",
 }
 """Name -> module; a module has NAME, add_arguments(parser) and run(args) -> dict."""
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

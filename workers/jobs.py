@@ -83,8 +83,8 @@ def update_consensus() -> dict[str, int]:
     rt = get_runtime()
     job = get_current_job()
     totals: dict[str, int] = {}
+    marks = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
     while True:
-        marks = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
         if marks:
             refs = [(m.project_id, m.item_id) for m in marks]
             # Gold labels first: a suspension they bring stops the annotator's labels counting.
@@ -94,10 +94,12 @@ def update_consensus() -> dict[str, int]:
                     totals[key] = totals.get(key, 0) + n
             for action, n in update_items(rt.db, rt.assignments, refs).items():
                 totals[action] = totals.get(action, 0) + n
-            rt.jobs.ack_consensus_marks(marks)
+            # Acknowledged, and the next batch taken, in one round trip.
+            marks = rt.jobs.ack_and_take_consensus_marks(marks, _CONSENSUS_BATCH)
             continue
         if not rt.jobs.finish_consensus_run(job.id if job is not None else None):
             return totals
+        marks = rt.jobs.take_consensus_marks(_CONSENSUS_BATCH)
 
 
 def reap_leases() -> dict[str, int]:

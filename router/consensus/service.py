@@ -8,18 +8,24 @@ commits the outcome in one transaction, then closes the settled items in Redis.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Text, bindparam, func, literal_column, null, select, union_all
+from sqlalchemy import cast as sa_cast
 from sqlmodel import Session, col
+
+if TYPE_CHECKING:
+    from sqlalchemy import BindParameter, CompoundSelect, CursorResult, Select, Table
 
 from router import audit
 from router.consensus.model import item_priors, labeler_priors, smoothed_class_prior
+from router.db.bulk import id_list, in_id_list, update_by_key
 from router.db.database import Database
-from router.db.models import Annotator, Assignment, Item, Label, Project, utcnow
+from router.db.models import Annotator, Assignment, Item, Label, Project, Webhook, utcnow
 from router.maths.annotator_model import labeler_confusions
 from router.maths.disagreement import committee_mean
 from router.maths.posterior import item_posteriors
@@ -28,7 +34,7 @@ from router.projects.service import lock_project, routing_config
 from router.quality.refit import refit_counts
 from router.queueing.assignments import AssignmentStore
 from router.routing.config import RoutingConfig
-from router.routing.service import committees_of, expert_open_count
+from router.routing.service import committees_of
 from router.routing.settle import decide
 from router.webhooks.events import escalated_event, relabeled_event, settled_event
 from router.webhooks.outbox import Outbox
@@ -120,114 +126,290 @@ def release_suspended_leases(db: Database, store: AssignmentStore) -> int:
     return len(held)
 
 
+# The job's statements are Core, built once: the ORM's loading and unit of work cost several
+# times the CPU of the round trips themselves (see router/tasks/service.py).
+_ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
+_LABEL = cast("Table", Label.__table__)  # type: ignore[attr-defined]
+_ASSIGNMENT = cast("Table", Assignment.__table__)  # type: ignore[attr-defined]
+_ANNOTATOR = cast("Table", Annotator.__table__)  # type: ignore[attr-defined]
+_WEBHOOK = cast("Table", Webhook.__table__)  # type: ignore[attr-defined]
+
+# Each statement per dialect (PostgreSQL or not), for how the ids go (see `in_id_list`).
+_DECIDING = {
+    postgresql: select(
+        _ITEM.c.id,
+        _ITEM.c.status,
+        _ITEM.c.tier,
+        _ITEM.c.priority,
+        _ITEM.c.labels_needed,
+        _ITEM.c.routing_reason,
+        _ITEM.c.external_id,
+        _ITEM.c.n_labels,
+        _ITEM.c.config_version,
+    ).where(
+        in_id_list(_ITEM.c.id, "ids", postgresql=postgresql),
+        _ITEM.c.is_gold.is_(False),
+        _ITEM.c.status.in_(("routed", "done")),
+    )
+    for postgresql in (False, True)
+}
+"""The marked items the job may decide for (routed) or must close again (done)."""
+
+_COUNTED_LABELS = {
+    postgresql: select(
+        _LABEL.c.item_id,
+        _LABEL.c.label,
+        _LABEL.c.annotator_id,
+        _ASSIGNMENT.c.tier,
+        _ANNOTATOR.c.tier.label("annotator_tier"),
+        _ANNOTATOR.c.n_gold,
+        _ANNOTATOR.c.n_gold_correct,
+    )
+    .select_from(
+        _LABEL.join(_ASSIGNMENT, _ASSIGNMENT.c.id == _LABEL.c.assignment_id).join(
+            _ANNOTATOR, _ANNOTATOR.c.id == _LABEL.c.annotator_id
+        )
+    )
+    .where(
+        in_id_list(_LABEL.c.item_id, "ids", postgresql=postgresql),
+        _ANNOTATOR.c.status == "active",
+    )
+    .order_by(_LABEL.c.created_at)
+    for postgresql in (False, True)
+}
+"""(item, label, annotator, assignment tier, annotator tier) of the items' counted labels,
+with the annotator's gold record (what `posteriors` weighs the label by)."""
+_LABELERS = {
+    postgresql: select(
+        _ANNOTATOR.c.id, _ANNOTATOR.c.tier, _ANNOTATOR.c.n_gold, _ANNOTATOR.c.n_gold_correct
+    ).where(in_id_list(_ANNOTATOR.c.id, "ids", postgresql=postgresql))
+    for postgresql in (False, True)
+}
+"""What `posteriors` weighs a labeler by."""
+
+
+def _by_ids(
+    session: Session, statements: dict[bool, Select[Any]], ids: list[str]
+) -> CursorResult[Any]:
+    """Run the dialect's statement of `statements` over the listed ids."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    return session.connection().execute(
+        statements[postgresql], {"ids": id_list(ids, postgresql=postgresql)}
+    )
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_PROJECT_ID: BindParameter[str] = bindparam("project_id")
+_NO_TEXT = sa_cast(null(), Text)
+# What a run reads of the project besides its items, in one round trip: the settled items per
+# class (the class prior, as `class_prior`), the items the expert tier holds (as
+# `expert_open_count`) and the live hooks (as `Outbox` reads them), one kind per row.
+_PROJECT_STATE: CompoundSelect[Any] = union_all(
+    select(
+        literal_column("'class'").label("kind"),
+        sa_cast(_ITEM.c.consensus_label, Text).label("key"),
+        func.count().label("n"),
+        _NO_TEXT.label("events"),
+    )
+    .where(
+        _ITEM.c.project_id == _PROJECT_ID,
+        _ITEM.c.status == "done",
+        _ITEM.c.is_gold.is_(False),
+    )
+    .group_by(_ITEM.c.consensus_label),
+    select(literal_column("'expert'"), _NO_TEXT, func.count(), _NO_TEXT).where(
+        _ITEM.c.project_id == _PROJECT_ID,
+        _ITEM.c.tier == "expert",
+        _ITEM.c.status == "routed",
+    ),
+    select(
+        literal_column("'hook'"),
+        sa_cast(_WEBHOOK.c.id, Text),
+        sa_cast(null(), Integer),
+        sa_cast(_WEBHOOK.c.events, Text),
+    ).where(
+        _WEBHOOK.c.project_id == _PROJECT_ID,
+        _WEBHOOK.c.active.is_(True),
+        _WEBHOOK.c.deleted_at.is_(None),
+    ),
+)
+_EVENTS = msgspec.json.Decoder(list[str])
+
+
+def _project_state(
+    session: Session, project_id: str, schema: LabelSchema
+) -> tuple[NDArray[np.float64], int, list[tuple[str, list[str]]]]:
+    """(class prior, items the expert tier holds, live hooks) of the project."""
+    counts = np.zeros(schema.k)
+    expert_open = 0
+    hooks: list[tuple[str, list[str]]] = []
+    for row in session.connection().execute(_PROJECT_STATE, {"project_id": project_id}):
+        kind, key, n, events = row.kind, row.key, row.n, row.events
+        if kind == "class":
+            index = schema.index_of(key) if key is not None else None
+            if index is not None:
+                counts[index] += n
+        elif kind == "expert":
+            expert_open = int(n)
+        else:
+            hooks.append((key, _EVENTS.decode(events)))
+    return smoothed_class_prior(counts), expert_open, hooks
+
+
 def _update_project(
     db: Database, store: AssignmentStore, project_id: str, item_ids: list[str]
 ) -> dict[str, int]:
-    redis_ops: list[tuple[str, str, str, float, int]] = []  # (op, item, tier, priority, wanted)
     counts: dict[str, int] = defaultdict(int)
     decide_again: list[str] = []
+    closing: list[str] = []
     with db.session() as session:
         # One project's decisions are serialized: escalations must respect expert capacity.
         project = lock_project(session, project_id)
         if project is None:
             return {}
         config = routing_config(session, project)
-        schema = LabelSchema.parse(project.label_schema)
-        items = list(
-            session.execute(
-                select(Item).where(
-                    col(Item.id).in_(item_ids),
-                    col(Item.is_gold).is_(False),
-                    col(Item.status).in_(("routed", "done")),
-                )
-            ).scalars()
-        )
-        # A settled item is closed again: a run that died after settling it may not have.
-        for it in items:
-            if it.status == "done":
-                store.close_item(project_id, it.id)
-        items = [it for it in items if it.status == "routed"]
-        if not items:
-            return {}
-        ids = [it.id for it in items]
-        labels = _counted_labels(session, ids)
-        post = posteriors(session, project_id, items, labels, schema, config)
-        # Crowd labels fill the crowd tier's slots (experts doing crowd work included); every
-        # label by an expert counts toward an expert-tier target, crowd work included.
-        crowd = np.array([sum(1 for lb in labels[it.id] if lb[2] == "crowd") for it in items])
-        expert = np.array([sum(1 for lb in labels[it.id] if lb[3] == "expert") for it in items])
-        leases = np.array(store.live_leases(project_id, ids), dtype=np.int64)
-        decision = decide(
-            posterior=post,
-            tier=np.array([it.tier or "crowd" for it in items]),
-            crowd_labels=crowd,
-            expert_labels=expert,
-            labels_needed=np.array([it.labels_needed for it in items], dtype=np.int64),
-            live_leases=leases,
-            expert_open=expert_open_count(session, project_id),
-            config=config,
-        )
-        now = utcnow()
-        outbox = Outbox(session, project_id)
-        for i, item in enumerate(items):
-            action = str(decision.action[i])
-            counts[action] += 1
-            if action == "wait":
-                continue
-            tier = str(decision.tier[i])
-            item.labels_needed = int(decision.labels_needed[i])
-            item.updated_at = now
-            if action == "done":
-                # The posterior weighs an expert's label by their gold record, so a strong
-                # expert decides, but one careless expert label cannot override a clear crowd.
-                k = int(np.argmax(post[i]))
-                item.status = "done"
-                item.consensus_label = schema.labels[k]
-                item.consensus_confidence = float(post[i][k])
-                item.settled_at = now
-                item.routing_reason = f"{item.routing_reason}; settled: {decision.reason[i]}"
-                redis_ops.append(("close", item.id, tier, 0.0, 0))
-                outbox.emit("item.settled", settled_event(item, str(decision.reason[i])))
-            else:
-                in_tier = int(crowd[i] if tier == "crowd" else expert[i])  # as reconcile counts
-                if action == "escalate":
-                    from_tier = item.tier
-                    item.tier = tier
-                    item.routing_reason = f"{item.routing_reason}; escalated: {decision.reason[i]}"
-                    audit.record(
-                        session,
-                        None,
-                        "item.escalated",
-                        object_type="item",
-                        object_id=item.id,
-                        project_id=project_id,
-                        detail={"reason": decision.reason[i]},
-                    )
-                    outbox.emit(
-                        "item.escalated",
-                        escalated_event(item, from_tier, str(decision.reason[i])),
-                    )
-                wanted = max(0, item.labels_needed - in_tier)
-                redis_ops.append(("open", item.id, tier, item.priority or 0.0, wanted))
-                if action == "escalate" and wanted == 0:
-                    # Its expert labels are already in (given as crowd work): decide again now,
-                    # as no new label will come to trigger it.
-                    decide_again.append(item.id)
-            session.add(item)
-        # New slots open before the commit: if the commit fails or the worker dies, the marks
-        # are still pending and a rerun decides again, where after it a rerun would see its
-        # target met ("wait") and never open them. Settled items close after the commit (a
-        # closed item is never reopened); a rerun closes those a dead run left open.
-        for op, item_id, tier, priority, wanted in redis_ops:
-            if op == "open":
-                store.open_item(project_id, item_id, tier=tier, priority=priority, wanted=wanted)
-    for op, item_id, *_ in redis_ops:
-        if op == "close":
-            store.close_item(project_id, item_id)
+        marked = _by_ids(session, _DECIDING, item_ids).all()
+        # A settled item is closed again (after the commit, with those settled now): a run
+        # that died after settling it may not have.
+        closing = [it.id for it in marked if it.status == "done"]
+        items = [it for it in marked if it.status == "routed"]
+        if items:
+            decide_again = _decide(session, store, project, config, items, counts, closing)
+    store.close_items(project_id, closing)
     if decide_again:
         for action, n in _update_project(db, store, project_id, decide_again).items():
             counts[action] = counts.get(action, 0) + n
     return dict(counts)
+
+
+def _decide(
+    session: Session,
+    store: AssignmentStore,
+    project: Project,
+    config: RoutingConfig,
+    items: Sequence[Any],
+    counts: dict[str, int],
+    closing: list[str],
+) -> list[str]:
+    """Decide for the project's routed `items` and write the outcome (the caller commits);
+    adds to the action `counts` and to the items to close after the commit, and returns the
+    items to decide for again after it."""
+    project_id = project.id
+    schema = LabelSchema.parse(project.label_schema)
+    decide_again: list[str] = []
+    ids = [it.id for it in items]
+    labels, labelers = _counted_labels_and_labelers(session, ids)
+    base, expert_open, hooks = _project_state(session, project_id, schema)
+    post = posteriors(
+        session, project_id, items, labels, schema, config, base=base, labelers=labelers
+    )
+    # Crowd labels fill the crowd tier's slots (experts doing crowd work included); every
+    # label by an expert counts toward an expert-tier target, crowd work included.
+    crowd = np.array([sum(1 for lb in labels[i] if lb[2] == "crowd") for i in ids])
+    expert = np.array([sum(1 for lb in labels[i] if lb[3] == "expert") for i in ids])
+    leases = np.array(store.live_leases(project_id, ids), dtype=np.int64)
+    decision = decide(
+        posterior=post,
+        tier=np.array([it.tier or "crowd" for it in items]),
+        crowd_labels=crowd,
+        expert_labels=expert,
+        labels_needed=np.array([it.labels_needed for it in items], dtype=np.int64),
+        live_leases=leases,
+        expert_open=expert_open,
+        config=config,
+    )
+    now = utcnow()
+    outbox = Outbox(session, project_id, hooks)
+    opening: list[tuple[str, str, float, int]] = []  # (item, tier, priority, wanted)
+    # The changed columns only, one statement per kind of change: a label being stored
+    # meanwhile updates the item's label count.
+    settled: list[dict[str, Any]] = []
+    more: list[dict[str, Any]] = []
+    escalated: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        action = str(decision.action[i])
+        counts[action] += 1
+        if action == "wait":
+            continue
+        tier = str(decision.tier[i])
+        labels_needed = int(decision.labels_needed[i])
+        reason = str(decision.reason[i])
+        if action == "done":
+            # The posterior weighs an expert's label by their gold record, so a strong
+            # expert decides, but one careless expert label cannot override a clear crowd.
+            k = int(np.argmax(post[i]))
+            row = {
+                "_id": item.id,
+                "status": "done",
+                "labels_needed": labels_needed,
+                "consensus_label": schema.labels[k],
+                "consensus_confidence": float(post[i][k]),
+                "settled_at": now,
+                "routing_reason": f"{item.routing_reason}; settled: {reason}",
+                "updated_at": now,
+            }
+            settled.append(row)
+            closing.append(item.id)
+            if outbox.subscribed("item.settled"):
+                outbox.emit("item.settled", settled_event(_as_item(item, row), reason))
+            continue
+        in_tier = int(crowd[i] if tier == "crowd" else expert[i])  # as reconcile counts
+        if action == "escalate":
+            row = {
+                "_id": item.id,
+                "tier": tier,
+                "labels_needed": labels_needed,
+                "routing_reason": f"{item.routing_reason}; escalated: {reason}",
+                "updated_at": now,
+            }
+            escalated.append(row)
+            audit.record(
+                session,
+                None,
+                "item.escalated",
+                object_type="item",
+                object_id=item.id,
+                project_id=project_id,
+                detail={"reason": decision.reason[i]},
+            )
+            if outbox.subscribed("item.escalated"):
+                outbox.emit(
+                    "item.escalated", escalated_event(_as_item(item, row), item.tier, reason)
+                )
+        else:
+            more.append({"_id": item.id, "labels_needed": labels_needed, "updated_at": now})
+        wanted = max(0, labels_needed - in_tier)
+        opening.append((item.id, tier, item.priority or 0.0, wanted))
+        if action == "escalate" and wanted == 0:
+            # Its expert labels are already in (given as crowd work): decide again now,
+            # as no new label will come to trigger it.
+            decide_again.append(item.id)
+    for rows in (settled, more, escalated):
+        update_by_key(session, _ITEM, rows)
+    # New slots open before the commit: if the commit fails or the worker dies, the marks
+    # are still pending and a rerun decides again, where after it a rerun would see its
+    # target met ("wait") and never open them. Settled items close after the commit (a
+    # closed item is never reopened); a rerun closes those a dead run left open.
+    store.open_items(project_id, opening)
+    return decide_again
+
+
+def _as_item(item: Any, changes: dict[str, Any]) -> Item:
+    """The item as its event describes it: the row read, with the run's changes."""
+    fields = {
+        "id": item.id,
+        "external_id": item.external_id,
+        "tier": item.tier,
+        "labels_needed": item.labels_needed,
+        "n_labels": item.n_labels,
+        "config_version": item.config_version,
+    }
+    fields.update((k, v) for k, v in changes.items() if not k.startswith("_"))
+    return Item(**fields)
 
 
 def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
@@ -267,7 +449,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
             config = routing_config(session, project)
             schema = LabelSchema.parse(project.label_schema)
             chunk = ids[start : start + RELABEL_CHUNK]
-            labels = _counted_labels(session, chunk)
+            labels, labelers = _counted_labels_and_labelers(session, chunk)
             items = [
                 it
                 for it in session.execute(
@@ -277,7 +459,7 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
             ]
             if not items:
                 continue
-            post = posteriors(session, project_id, items, labels, schema, config)
+            post = posteriors(session, project_id, items, labels, schema, config, labelers=labelers)
             now = utcnow()
             events: list[dict[str, Any]] = []
             for i, item in enumerate(items):
@@ -310,58 +492,75 @@ def relabel_settled(db: Database, project_id: str) -> dict[str, int]:
     return {"checked": checked, "relabeled": relabeled}
 
 
+class _Labeler(NamedTuple):
+    """What `posteriors` weighs a labeler's labels by."""
+
+    tier: str
+    n_gold: int
+    n_gold_correct: int
+
+
 def _counted_labels(
     session: Session, item_ids: list[str]
 ) -> dict[str, list[tuple[str, str, str, str]]]:
     """(label, annotator_id, assignment tier, annotator tier) per item, in order, leaving out
     suspended annotators' labels."""
-    rows = session.execute(
-        select(
-            col(Label.item_id),
-            col(Label.label),
-            col(Label.annotator_id),
-            col(Assignment.tier),
-            col(Annotator.tier),
-        )
-        .join(Assignment, col(Assignment.id) == col(Label.assignment_id))
-        .join(Annotator, col(Annotator.id) == col(Label.annotator_id))
-        .where(col(Label.item_id).in_(item_ids), col(Annotator.status) == "active")
-        .order_by(col(Label.created_at))
-    )
+    return _counted_labels_and_labelers(session, item_ids)[0]
+
+
+def _counted_labels_and_labelers(
+    session: Session, item_ids: list[str]
+) -> tuple[dict[str, list[tuple[str, str, str, str]]], dict[str, _Labeler]]:
+    """`_counted_labels`, and the records of their labelers, in one statement."""
+    rows = _by_ids(session, _COUNTED_LABELS, item_ids)
     out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-    for item_id, label, annotator_id, tier, annotator_tier in rows:
+    labelers: dict[str, _Labeler] = {}
+    for row in rows:
+        item_id, label, annotator_id, tier, annotator_tier, n_gold, n_correct = tuple(row)
         out[item_id].append((label, annotator_id, tier, annotator_tier))
-    return out
+        labelers[annotator_id] = _Labeler(annotator_tier, n_gold, n_correct)
+    return out, labelers
 
 
 def posteriors(
     session: Session,
     project_id: str,
-    items: list[Item],
+    items: Sequence[_HasId],
     labels: dict[str, list[tuple[str, str, str, str]]],
     schema: LabelSchema,
     config: RoutingConfig,
+    *,
+    base: NDArray[np.float64] | None = None,
+    labelers: Mapping[str, _Labeler] | None = None,
 ) -> NDArray[np.float64]:
-    """Prior (committee mean blended with class frequencies) x each labeler's confusion column."""
+    """Prior (committee mean blended with class frequencies) x each labeler's confusion column.
+
+    `items`: items or rows of them (only their ids are read); `base`: the project's
+    `class_prior`, and `labelers` the records of the labels' annotators, when the caller read
+    them already in this transaction."""
     k = schema.k
-    committees = committees_of(session, [it.id for it in items])
-    base = class_prior(session, project_id, schema)
-    means = np.zeros((len(items), k))
-    has = np.zeros(len(items), dtype=np.bool_)
-    for i, item in enumerate(items):
-        committee = committees.get(item.id)
+    item_ids = [it.id for it in items]
+    committees = committees_of(session, item_ids)
+    if base is None:
+        base = class_prior(session, project_id, schema)
+    means = np.zeros((len(item_ids), k))
+    has = np.zeros(len(item_ids), dtype=np.bool_)
+    for i, item_id in enumerate(item_ids):
+        committee = committees.get(item_id)
         if committee is not None and committee.shape[1] == k:
             means[i], has[i] = committee_mean(committee[np.newaxis])[0], True
     prior = item_priors(base, means, has, config)
     annotator_ids = sorted({lb[1] for item_labels in labels.values() for lb in item_labels})
     if not annotator_ids:
         return prior
-    records = {
-        a.id: a
-        for a in session.execute(
-            select(Annotator).where(col(Annotator.id).in_(annotator_ids))
-        ).scalars()
-    }
+    records: Mapping[str, _Labeler] = (
+        {
+            a.id: _Labeler(a.tier, a.n_gold, a.n_gold_correct)
+            for a in _by_ids(session, _LABELERS, annotator_ids)
+        }
+        if labelers is None
+        else labelers
+    )
     # Which matrix each labeler gets is decided by one pure function, shared with the replay
     # (`labelrouter simulate`). Under the default `symmetric` model: one gold-based accuracy per
     # labeler, spread evenly over wrong classes (gold-only K x K matrices are too sparse per
@@ -387,8 +586,8 @@ def posteriors(
     )
     position = {a: j for j, a in enumerate(annotator_ids)}
     item_idx, label_idx, labeler_idx = [], [], []
-    for i, item in enumerate(items):
-        for label, annotator_id, _tier, _annotator_tier in labels[item.id]:
+    for i, item_id in enumerate(item_ids):
+        for label, annotator_id, _tier, _annotator_tier in labels[item_id]:
             index = schema.index_of(label)
             if index is None:  # a label from an older schema revision: it cannot be weighed
                 continue

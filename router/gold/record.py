@@ -15,12 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 from router import audit
 from router.consensus.service import reopen_after_suspension
+from router.db.bulk import id_list, in_id_list
 from router.db.database import Database
 from router.db.models import Annotator, GoldAnswer, Item, Label, Project, utcnow
 from router.projects.service import routing_config
@@ -32,6 +37,21 @@ from router.webhooks.events import suspended_event
 from router.webhooks.outbox import emit
 
 __all__ = ["record_gold_labels"]
+
+_LABEL = cast("Table", Label.__table__)  # type: ignore[attr-defined]
+_ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
+_UNRECORDED = (
+    select(_LABEL.c.annotator_id)
+    .select_from(_LABEL.join(_ITEM, _ITEM.c.id == _LABEL.c.item_id))
+    .where(_ITEM.c.is_gold.is_(True), _LABEL.c.gold_recorded_at.is_(None))
+    .distinct()
+)
+"""The annotators with unrecorded gold labels."""
+_UNRECORDED_OF_ITEMS = {
+    postgresql: _UNRECORDED.where(in_id_list(_LABEL.c.item_id, "ids", postgresql=postgresql))
+    for postgresql in (False, True)
+}
+"""The same, among the labels of the listed items (per dialect: see `in_id_list`)."""
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +70,20 @@ def record_gold_labels(
     """
     if item_ids is not None and not item_ids:
         return {"gold_recorded": 0, "suspended": 0}
-    query = (
-        select(col(Label.annotator_id))
-        .join(Item, col(Item.id) == col(Label.item_id))
-        .where(col(Item.is_gold).is_(True), col(Label.gold_recorded_at).is_(None))
-        .distinct()
-    )
+    postgresql = not db.is_sqlite
+    params: dict[str, Any] = {}
     if item_ids is not None:
-        query = query.where(col(Label.item_id).in_(sorted(set(item_ids))))
+        query = _UNRECORDED_OF_ITEMS[postgresql]
+        params["ids"] = id_list(sorted(set(item_ids)), postgresql=postgresql)
+    else:
+        query = _UNRECORDED
     if before is not None:
-        query = query.where(col(Label.created_at) < before)
-    with db.read() as session:
-        annotator_ids = sorted(session.execute(query).scalars())
+        query = query.where(_LABEL.c.created_at < bindparam("before"))
+        params["before"] = before
+    # One statement, no transaction around it (on PostgreSQL: no BEGIN and ROLLBACK round
+    # trips); the consensus job asks this on every run, nearly always to find nobody.
+    with db.statements(write=False) as conn:
+        annotator_ids = sorted(conn.execute(query, params).scalars())
     recorded = suspended = 0
     for annotator_id in annotator_ids:
         n, newly_suspended = _record_annotator(db, annotator_id)

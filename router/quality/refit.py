@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlmodel import Session, col
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.consensus.model import refit_prior
+from router.db.bulk import id_list, in_id_list
 from router.db.database import Database
 from router.db.models import (
     Annotator,
@@ -37,7 +38,23 @@ from router.projects.label_schema import LabelSchema
 from router.projects.service import get_project, routing_config
 from router.queueing.jobs import JobQueue
 
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
 __all__ = ["due_projects", "fit_summary", "refit_counts", "refit_project", "request_refit"]
+
+_FIT = cast("Table", QualityFit.__table__)  # type: ignore[attr-defined]
+_CONFUSION = cast("Table", AnnotatorConfusion.__table__)  # type: ignore[attr-defined]
+_FIT_CLASSES = select(_FIT.c.classes).where(_FIT.c.project_id == bindparam("project_id"))
+"""The classes of the project's last fit (no row: never fitted)."""
+_CONFUSIONS = {
+    postgresql: select(_CONFUSION.c.annotator_id, _CONFUSION.c.counts).where(
+        _CONFUSION.c.project_id == bindparam("project_id"),
+        in_id_list(_CONFUSION.c.annotator_id, "ids", postgresql=postgresql),
+    )
+    for postgresql in (False, True)
+}
+"""The listed annotators' refit counts (per dialect: see `in_id_list`)."""
 
 
 def refit_project(db: Database, project_id: str) -> dict[str, Any]:
@@ -162,19 +179,20 @@ def refit_counts(
 ) -> NDArray[np.float64] | None:
     """(L, K, K) expected counts from the project's last refit, in `annotator_ids` order (zeros
     for an annotator it did not see); None without a fit made under the current classes."""
-    fit = session.get(QualityFit, project_id)
-    if fit is None or list(fit.classes) != list(schema.labels):
+    # Core statements built once: the consensus job asks this on every run.
+    conn = session.connection()
+    classes = conn.execute(_FIT_CLASSES, {"project_id": project_id}).scalar_one_or_none()
+    if classes is None or list(classes) != list(schema.labels):
         return None
     k = schema.k
     out = np.zeros((len(annotator_ids), k, k), dtype=np.float64)
     if not annotator_ids:
         return out
     position = {a: j for j, a in enumerate(annotator_ids)}
-    rows = session.execute(
-        select(col(AnnotatorConfusion.annotator_id), col(AnnotatorConfusion.counts)).where(
-            col(AnnotatorConfusion.project_id) == project_id,
-            col(AnnotatorConfusion.annotator_id).in_(annotator_ids),
-        )
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    rows = conn.execute(
+        _CONFUSIONS[postgresql],
+        {"project_id": project_id, "ids": id_list(annotator_ids, postgresql=postgresql)},
     )
     for annotator_id, counts in rows:
         matrix = np.asarray(counts, dtype=np.float64)

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.commands.core import Script
 
 from router.ratelimit.limiter import RATE_COUNT_LUA, RateTicket
 
@@ -359,6 +360,39 @@ return 1
 """
 )
 
+# `_CLOSE` for many items in one call. ARGV: prefix, then the items.
+_CLOSE_MANY = (
+    _BUCKETS
+    + """
+local p = ARGV[1]
+if #ARGV < 2 then return 0 end
+local items = {unpack(ARGV, 2)}
+redis.call('SADD', p .. 'closed', unpack(items))
+redis.call('ZREM', p .. 'q:crowd', unpack(items))
+redis.call('ZREM', p .. 'q:expert', unpack(items))
+for _, item in ipairs(items) do
+  redis.call('HDEL', fk(p, item), item)
+  redis.call('HDEL', lk(p, item), item)
+end
+return #items
+"""
+)
+_CLOSE_CHUNK = 500
+
+# ARGV: prefix, then items. Each item's live leases (0 where none): one command, where a
+# pipeline of HGETs costs the client a command to pack and a reply to parse per item.
+_LEASED = (
+    _BUCKETS
+    + """
+local p = ARGV[1]
+local out = {}
+for j = 2, #ARGV do
+  out[j - 1] = tonumber(redis.call('HGET', lk(p, ARGV[j]), ARGV[j]) or '0')
+end
+return out
+"""
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ReapedLease:
@@ -413,7 +447,9 @@ class AssignmentStore:
     __slots__ = (
         "_claim",
         "_close",
+        "_close_many",
         "_consume",
+        "_leased",
         "_open",
         "_open_many",
         "_reap",
@@ -431,6 +467,8 @@ class AssignmentStore:
         self._open = redis.register_script(_OPEN)
         self._open_many = redis.register_script(_OPEN_MANY)
         self._close = redis.register_script(_CLOSE)
+        self._close_many = redis.register_script(_CLOSE_MANY)
+        self._leased = redis.register_script(_LEASED)
         self._return = redis.register_script(_RETURN)
 
     @staticmethod
@@ -517,6 +555,27 @@ class AssignmentStore:
     def close_item(self, project_id: str, item_id: str) -> None:
         self._close(args=[self.prefix(project_id), item_id])
 
+    def close_items(self, project_id: str, item_ids: Iterable[str]) -> None:
+        """`close_item` for many items at once, in one round trip (none without items)."""
+        ids = list(item_ids)
+        p = self.prefix(project_id)
+        self._run_chunks(
+            self._close_many,
+            [[p, *ids[i : i + _CLOSE_CHUNK]] for i in range(0, len(ids), _CLOSE_CHUNK)],
+        )
+
+    def _run_chunks(self, script: Script, chunks: list[list[str | int]]) -> None:
+        """Run `script` once per argument list: one call runs alone (one round trip), more
+        run in one pipeline (which checks that its scripts are loaded first: a second round
+        trip)."""
+        if len(chunks) == 1:
+            script(args=chunks[0])
+        elif chunks:
+            pipe = self.redis.pipeline(transaction=False)
+            for args in chunks:
+                script(args=args, client=pipe)
+            pipe.execute()
+
     def add_gold(self, project_id: str, item_ids: Iterable[str]) -> None:
         ids = list(item_ids)
         if ids:
@@ -597,11 +656,7 @@ class AssignmentStore:
     def live_leases(self, project_id: str, item_ids: Sequence[str]) -> list[int]:
         if not item_ids:
             return []
-        p = self.prefix(project_id) + "leased:"
-        pipe = self.redis.pipeline(transaction=False)
-        for item_id in item_ids:
-            pipe.hget(_bucket(p, item_id), item_id)
-        return [int(v) if v is not None else 0 for v in pipe.execute()]
+        return [int(v) for v in self._leased(args=[self.prefix(project_id), *item_ids])]
 
     def slots(self, project_id: str, item_id: str) -> tuple[int | None, int | None]:
         """(free, leased) counts of an item as Redis holds them; None where absent."""
@@ -617,20 +672,17 @@ class AssignmentStore:
 
     def open_items(self, project_id: str, entries: Iterable[tuple[str, str, float, int]]) -> None:
         """`open_item` for many (item, tier, priority, wanted) at once, in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
         p = self.prefix(project_id)
+        chunks: list[list[str | int]] = []
         args: list[str | int] = [p]
-        calls = 0
         for item_id, tier, priority, wanted in entries:
             args += [item_id, tier, repr(float(priority)), wanted]
             if len(args) > 4 * _OPEN_CHUNK:
-                self._open_many(args=args, client=pipe)
-                args, calls = [p], calls + 1
+                chunks.append(args)
+                args = [p]
         if len(args) > 1:
-            self._open_many(args=args, client=pipe)
-            calls += 1
-        if calls:
-            pipe.execute()
+            chunks.append(args)
+        self._run_chunks(self._open_many, chunks)
 
     def queue_key(self, project_id: str, tier: str) -> str:
         return self.prefix(project_id) + "q:" + tier

@@ -65,6 +65,17 @@ for i = 1, #ARGV, 2 do
 end
 return n
 """
+# _ACK, then the next ARGV[1] pending marks (as take_consensus_marks): one round trip per
+# batch of a consensus run instead of two. ARGV: n, then member, seq per acknowledged mark.
+_ACK_AND_TAKE = """
+for i = 2, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+"""
 # Deletes KEYS[1] only if it still holds ARGV[1].
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -89,7 +100,7 @@ _REFIT_JOB = "workers.jobs.refit_quality"
 class JobQueue:
     """Enqueues work by function path and small JSON arguments (ids)."""
 
-    __slots__ = ("_ack", "_delete_if", "_mark", "queue", "redis", "timeout_s")
+    __slots__ = ("_ack", "_ack_and_take", "_delete_if", "_mark", "queue", "redis", "timeout_s")
 
     def __init__(self, redis: Redis, *, timeout_s: int = 300) -> None:
         self.redis = redis
@@ -97,6 +108,7 @@ class JobQueue:
         self.queue = Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
         self._mark = redis.register_script(_MARK)
         self._ack = redis.register_script(_ACK)
+        self._ack_and_take = redis.register_script(_ACK_AND_TAKE)
         self._delete_if = redis.register_script(_DELETE_IF)
 
     @staticmethod
@@ -163,6 +175,20 @@ class JobQueue:
         for m in marks:
             args += [f"{m.project_id}:{m.item_id}", m.seq]
         return int(self._ack(keys=[_CONSENSUS_MARKS], args=args)) if args else 0
+
+    def ack_and_take_consensus_marks(
+        self, marks: list[ConsensusMark], n: int
+    ) -> list[ConsensusMark]:
+        """`ack_consensus_marks(marks)`, then `take_consensus_marks(n)`, in one round trip."""
+        args: list[str | int] = [n]
+        for m in marks:
+            args += [f"{m.project_id}:{m.item_id}", m.seq]
+        raw = self._ack_and_take(keys=[_CONSENSUS_MARKS], args=args)
+        out = []
+        for i in range(0, len(raw), 2):
+            project_id, _, item_id = _text(raw[i]).partition(":")
+            out.append(ConsensusMark(project_id, item_id, int(float(_text(raw[i + 1])))))
+        return out
 
     def pending_consensus(self) -> int:
         return int(self.redis.zcard(_CONSENSUS_MARKS))

@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import JSON, Table, Text, any_, bindparam, cast, func, select
+from sqlalchemy import Table, Text, cast, func, select
 from sqlmodel import Session, col
 
-from router.db.bulk import update_by_key
+from router.db.bulk import id_list, in_id_list, update_by_key
 from router.db.database import Database
 from router.db.models import Item, Prediction, utcnow
 from router.maths.disagreement import priority as blend_priority
@@ -218,28 +218,14 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
     """Each item's committee: one row of probabilities per model, ordered by model name."""
     keys: list[tuple[str, str, str]] = []
     texts: list[str] = []
-    columns = (
-        col(Prediction.item_id),
-        col(Prediction.model),
-        col(Prediction.model_version),
-        # As text, decoded all at once below: per-row JSON decoding by the driver was most of
-        # the cost of reading a batch's committees.
-        cast(col(Prediction.probs), Text),
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # The ids as one JSON array: one statement whose text does not depend on their number.
-        ids = cast(bindparam("ids", _ENCODER.encode(item_ids).decode(), type_=Text), JSON)
-        # `= ANY(ARRAY(subquery))`: evaluated once, then an index scan; `IN (subquery)` let the
-        # planner hash-join a scan of the whole prediction table.
-        listed = func.array(select(func.json_array_elements_text(ids)).scalar_subquery())
-        wanted = [col(Prediction.item_id) == any_(listed)]
-    else:
-        wanted = [
-            col(Prediction.item_id).in_(item_ids[start : start + _IN_CHUNK])
-            for start in range(0, len(item_ids), _IN_CHUNK)
-        ]
-    for where in wanted:
-        for item_id, model, version, probs in session.execute(select(*columns).where(where)):
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # On PostgreSQL all the ids in one statement (see `in_id_list`); elsewhere in chunks.
+    step = max(1, len(item_ids)) if postgresql else _IN_CHUNK
+    conn = session.connection()
+    for start in range(0, len(item_ids), step):
+        chunk = item_ids[start : start + step]
+        params = {"ids": id_list(chunk, postgresql=postgresql)}
+        for item_id, model, version, probs in conn.execute(_COMMITTEES[postgresql], params):
             keys.append((item_id, model, version))
             texts.append(probs)
     if not keys:
@@ -256,5 +242,17 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
 
 
 _PROBS = msgspec.json.Decoder(list[list[float]])
-_ENCODER = msgspec.json.Encoder()
+_PREDICTION = typing.cast("Table", Prediction.__table__)  # type: ignore[attr-defined]
+_COMMITTEES = {
+    postgresql: select(
+        _PREDICTION.c.item_id,
+        _PREDICTION.c.model,
+        _PREDICTION.c.model_version,
+        # As text, decoded all at once: per-row JSON decoding by the driver was most of the
+        # cost of reading a batch's committees.
+        cast(_PREDICTION.c.probs, Text),
+    ).where(in_id_list(_PREDICTION.c.item_id, "ids", postgresql=postgresql))
+    for postgresql in (False, True)
+}
+"""The predictions of the items listed in `ids`, per dialect (PostgreSQL or not)."""
 _ITEM = typing.cast("Table", Item.__table__)  # type: ignore[attr-defined]

@@ -9,15 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import insert, select
-from sqlmodel import Session, col
+from sqlalchemy import bindparam, insert, select
+from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 from router.db.database import as_utc
 from router.db.models import Webhook, WebhookDelivery, WebhookEvent, new_id, utcnow
 
-__all__ = ["EVENT_TYPES", "Outbox", "emit", "forget_subscriptions", "iso"]
+__all__ = ["EVENT_TYPES", "SUBSCRIBED_HOOKS", "Outbox", "emit", "forget_subscriptions", "iso"]
 
 EVENT_TYPES = (
     "item.settled",
@@ -31,6 +34,13 @@ SUBSCRIPTIONS_TTL_S = 1.0
 """How long a process trusts what it read of a project's subscriptions, for `Outbox.wanted`
 (a hook registered on another process is seen within this; on this one at once)."""
 _subscriptions: dict[str, tuple[float, frozenset[str]]] = {}
+_WEBHOOK = cast("Table", Webhook.__table__)  # type: ignore[attr-defined]
+SUBSCRIBED_HOOKS = select(_WEBHOOK.c.id, _WEBHOOK.c.events).where(
+    _WEBHOOK.c.project_id == bindparam("project_id"),
+    _WEBHOOK.c.active.is_(True),
+    _WEBHOOK.c.deleted_at.is_(None),
+)
+"""A project's live hooks, (id, events): the rows `Outbox` sends events to."""
 _subscriptions_lock = threading.Lock()
 
 
@@ -50,24 +60,32 @@ class Outbox:
 
     __slots__ = ("_hooks", "_session", "project_id")
 
-    def __init__(self, session: Session, project_id: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        project_id: str,
+        hooks: list[tuple[str, list[str]]] | None = None,
+    ) -> None:
+        """`hooks`: the project's subscribed hooks as (id, events), when the caller read them
+        in this transaction already (`SUBSCRIBED_HOOKS`); else they are read at the first
+        event."""
         self._session = session
         self.project_id = project_id
-        self._hooks: list[tuple[str, list[str]]] | None = None
+        self._hooks = hooks
 
     def _subscribers(self, event_type: str) -> list[str]:
         if self._hooks is None:
             self._hooks = [
                 (hook_id, list(events))
-                for hook_id, events in self._session.execute(
-                    select(col(Webhook.id), col(Webhook.events)).where(
-                        col(Webhook.project_id) == self.project_id,
-                        col(Webhook.active).is_(True),
-                        col(Webhook.deleted_at).is_(None),
-                    )
-                ).all()
+                for hook_id, events in self._session.connection().execute(
+                    SUBSCRIBED_HOOKS, {"project_id": self.project_id}
+                )
             ]
         return [hook_id for hook_id, events in self._hooks if event_type in events]
+
+    def subscribed(self, event_type: str) -> bool:
+        """Whether any hook wants the event (read as `emit` reads them, not from a cache)."""
+        return bool(self._subscribers(event_type))
 
     def wanted(self, event_type: str) -> bool:
         """Whether any hook subscribes to the event (to skip building a costly payload).

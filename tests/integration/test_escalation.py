@@ -328,3 +328,17 @@ def test_escalated_item_already_labeled_by_the_only_expert_settles(client, admin
     view = get_item(client, project, it["id"])
     assert view["status"] == "done", view
     assert view["tier"] == "expert"
+
+
+def test_ack_and_take_is_ack_then_take(runtime):
+    jobs = runtime.jobs
+    for item_id in ("a", "b", "c"):
+        jobs.enqueue_consensus("p", item_id)
+    taken = jobs.take_consensus_marks(2)
+    assert [m.item_id for m in taken] == ["a", "b"]
+    jobs.enqueue_consensus("p", "b")  # marked again since: its mark stays pending
+    after = jobs.ack_and_take_consensus_marks(taken, 10)
+    assert after == jobs.take_consensus_marks(10)
+    assert [m.item_id for m in after] == ["c", "b"]
+    assert jobs.ack_and_take_consensus_marks(after, 10) == []
+    assert jobs.ack_and_take_consensus_marks([], 1) == []

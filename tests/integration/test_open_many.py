@@ -112,3 +112,66 @@ def test_more_entries_than_a_chunk(redis: Redis) -> None:
     assert _dump(redis, "big") == _dump(redis, "big-ref")
     assert store.depth("big", "crowd") == 802
     assert store.depth("big", "expert") == 401
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_close_items_equals_close_item_in_order(redis: Redis, seed: int) -> None:
+    store = AssignmentStore(redis)
+    for project_id in ("one-by-one", "chunked"):
+        _prepare(store, project_id, seed)
+    rng = random.Random(seed + 2)
+    # Stored, leased, already settled and never seen items, some named twice.
+    ids = [f"it{rng.randrange(60):02d}" for _ in range(30)]
+    assert len(set(ids)) < len(ids)
+    for item_id in ids:
+        store.close_item("one-by-one", item_id)
+    store.close_items("chunked", ids)
+    after = _dump(redis, "chunked")
+    assert after == _dump(redis, "one-by-one")
+    assert after["q:crowd"] or after["q:expert"]
+    # A closed item is never opened again.
+    store.open_items("chunked", [(i, "crowd", 1.0, 2) for i in ids])
+    assert _dump(redis, "chunked") == after
+
+
+def test_close_more_items_than_a_chunk(redis: Redis) -> None:
+    store = AssignmentStore(redis)
+    entries = [(f"x{i:04d}", "crowd" if i % 3 else "expert", i / 7, 2) for i in range(1203)]
+    store.open_items("big", entries)
+    store.close_items("big", [e[0] for e in entries[:1100]])
+    assert store.depths("big") == {"crowd": 69, "expert": 34}
+    assert redis.scard(AssignmentStore.prefix("big") + "closed") == 1100
+
+
+def test_one_chunk_is_one_call_and_none_is_no_call(redis: Redis) -> None:
+    store = AssignmentStore(redis)
+    store.open_items("warm", [("w", "crowd", 1.0, 1)])  # loads the scripts
+    store.close_items("warm", ["w"])
+    calls: list[Any] = []
+    original = redis.execute_command
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        store.open_items("p", [(f"i{k}", "crowd", 1.0, 2) for k in range(300)])
+        store.close_items("p", [f"i{k}" for k in range(300)])
+        store.open_items("p", [])
+        store.close_items("p", [])
+    finally:
+        redis.execute_command = original  # type: ignore[method-assign]
+    assert calls == ["EVALSHA", "EVALSHA"]
+    assert store.depths("p") == {"crowd": 0, "expert": 0}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_live_leases_are_the_leased_counts(redis: Redis, seed: int) -> None:
+    store = AssignmentStore(redis)
+    _prepare(store, "p", seed)
+    ids = [f"it{i:02d}" for i in range(60)]  # stored, leased, settled and never seen items
+    got = store.live_leases("p", ids)
+    assert got == [store.slots("p", i)[1] or 0 for i in ids]
+    assert sum(got) > 0  # 12 leases, less those of items settled since
+    assert store.live_leases("p", []) == []
