@@ -31,6 +31,7 @@ from router.demo.dataset import CLASSES, Dataset
 __all__ = ["CampaignOutcome", "run_campaign"]
 
 _POLL_S = 1.5
+_GATE_RECHECK_S = 0.05
 """How often the main thread reads the project's metrics (not free: agreement is bootstrapped)."""
 _IDLE_S = (0.1, 1.0)
 """An idle annotator's wait before asking again: doubling from the first to the second."""
@@ -59,6 +60,29 @@ class _Shared:
         self.midpoint = threading.Event()
         self.lock = threading.Lock()
         self.outcome = CampaignOutcome(seconds=0.0, stopped_by="")
+        # The budget gate. A label costs at most `max_price` (an expert's label; the demo
+        # cannot tell an expert's crowd work from expert work, which the router prices apart),
+        # so `cost_bound` bounds the router's cost from above. Once it reaches the budget, no
+        # annotator claims a new task until the monitor has read the router's own cost: the
+        # budget is then spent (stop), or the bound is reset to that cost (go on). So a run
+        # ends at most one label per annotator past its budget, however fast the machine.
+        self.labels_sent = 0
+        self.cost_bound = 0.0
+        self.max_price = 0.0
+        self.budget: float | None = None
+        self.gate = threading.Event()
+        self.gate.set()
+        self.check_now = threading.Event()
+
+    def labeled(self, who: Behaviour) -> None:
+        """Count a label the router stored."""
+        with self.lock:
+            self.outcome.labels[who.name] += 1
+            self.labels_sent += 1
+            self.cost_bound += self.max_price
+            if self.budget is not None and self.cost_bound >= self.budget:
+                self.gate.clear()
+                self.check_now.set()
 
 
 def _work(
@@ -68,6 +92,9 @@ def _work(
     out = shared.outcome
     idle = _IDLE_S[0]
     while not shared.stop.is_set():
+        shared.gate.wait()
+        if shared.stop.is_set():
+            return
         try:
             task = api.next_task(pid)
         except Forbidden:  # suspended by the router
@@ -101,8 +128,7 @@ def _work(
             with shared.lock:
                 out.suspended_after[who.name] = out.labels[who.name]
             return
-        with shared.lock:
-            out.labels[who.name] += 1
+        shared.labeled(who)
 
 
 def _worker(
@@ -143,6 +169,11 @@ def run_campaign(
 ) -> CampaignOutcome:
     """Run every annotator until the items settle, the budget is spent or nothing moves."""
     shared = _Shared()
+    if budget is not None:
+        m = ops.metrics(pid)
+        shared.budget = budget
+        shared.max_price = max(float(p) for p in m.labels["costs_per_label"].values())
+        shared.cost_bound = float(m.labels["total_cost"])
     started = time.monotonic()
     threads = [
         threading.Thread(
@@ -160,6 +191,9 @@ def run_campaign(
     stopped_by = "stalled"
     tty = progress is not None and progress.isatty()
     while True:
+        shared.check_now.clear()
+        with shared.lock:
+            sent_before = shared.labels_sent
         m = ops.metrics(pid)
         if progress is not None and (tty or time.monotonic() - last_line >= _LOG_EVERY_S):
             progress.write(
@@ -175,9 +209,19 @@ def run_campaign(
         if done >= total:
             stopped_by = "settled"
             break
-        if budget is not None and float(m.labels["total_cost"]) >= budget:
-            stopped_by = "budget"
-            break
+        if budget is not None:
+            cost = float(m.labels["total_cost"])
+            if cost >= budget:
+                stopped_by = "budget"
+                break
+            if not shared.gate.is_set():
+                with shared.lock:  # labels sent while the cost was read may be left out of it
+                    shared.cost_bound = cost + shared.max_price * (shared.labels_sent - sent_before)
+                    if shared.cost_bound < budget:
+                        shared.gate.set()
+                if not shared.gate.is_set():  # labels still landing: read again shortly
+                    shared.check_now.wait(_GATE_RECHECK_S)
+                    continue
         now = (done, int(m.labels["total"]))
         if now != last:
             last, last_change = now, time.monotonic()
@@ -185,8 +229,9 @@ def run_campaign(
             break
         if all(not t.is_alive() for t in threads):
             break
-        time.sleep(_POLL_S)
+        shared.check_now.wait(_POLL_S)
     shared.stop.set()
+    shared.gate.set()  # let waiting annotators see the stop
     for t in threads:
         t.join(timeout=30)
     if progress is not None:

@@ -85,8 +85,9 @@ def test_the_budget_stops_the_campaign(tmp_path):
     opts = DemoOptions(items=120, seed=3, budget=150.0, port=0, var_dir=tmp_path / "d", exit=True)
     report = run_demo(opts, out=out)
     assert report.outcome.stopped_by == "budget", out.getvalue()
-    # Threads finish the label in hand when told to stop: a few labels over, no more.
-    assert 150.0 <= report.cost < 150.0 + 3 * 14 * report.cost_per_label["expert"]
+    # The label that spends the budget stops every thread; those sending a label then finish
+    # it: at most one label over per annotator (14), whatever the speed of the machine.
+    assert 150.0 <= report.cost <= 150.0 + 14 * report.cost_per_label["expert"]
     assert report.settled < report.n_items
     assert "the budget was spent" in out.getvalue()
 
