@@ -39,6 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument_group("calls")
 
 
+ADMIN_KEY = "lr_calls_admin_key_0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+"""The admin key of the in-process app `_client` builds."""
+
+
+def new_project(client: Any, name: str) -> str:
+    """A project with the benchmarks' five classes, created through the API; its id."""
+    resp = client.post(
+        "/v1/projects",
+        json={
+            "name": name,
+            "label_schema": {"kind": "categorical", "classes": CLASSES},
+            "rubric_version": "r1",
+        },
+        headers=ADMIN,
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
 @contextmanager
 def _client(shape: str) -> Iterator[Any]:
     from litestar.testing import TestClient
@@ -51,7 +71,7 @@ def _client(shape: str) -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="labelrouter-calls-") as var:
         for k in saved:
             del os.environ[k]
-        os.environ.update(ROUTER_VAR_DIR=var, ROUTER_ADMIN_KEY="lr_calls_admin_key_0123456789")
+        os.environ.update(ROUTER_VAR_DIR=var, ROUTER_ADMIN_KEY=ADMIN_KEY)
         if shape == "production":
             assert urls is not None
             reset_production(*urls)
@@ -81,16 +101,8 @@ def _count(shape: str) -> dict[str, Any]:
 
     with _client(shape) as client:
         rt = client.app.state.runtime
-        admin = {"Authorization": "Bearer lr_calls_admin_key_0123456789"}
-        pid = client.post(
-            "/v1/projects",
-            json={
-                "name": "calls",
-                "label_schema": {"kind": "categorical", "classes": CLASSES},
-                "rubric_version": "r1",
-            },
-            headers=admin,
-        ).json()["id"]
+        admin = ADMIN
+        pid = new_project(client, "calls")
         ann = client.post(
             f"/v1/projects/{pid}/annotators",
             json={"external_id": "a1", "tier": "crowd"},

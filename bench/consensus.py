@@ -36,11 +36,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.calls import _client
+from bench.calls import ADMIN, CLASSES, _client, new_project
 from bench.stack import production_urls
 
 NAME = "consensus"
-CLASSES = ["billing", "technical", "account", "sales", "other"]
 KINDS = ("sql", "transaction", "redis")
 
 
@@ -93,16 +92,8 @@ def measure(shape: str, args: Any) -> dict[str, Any]:
     rng = random.Random(11)
     with _client(shape) as client:
         rt = client.app.state.runtime
-        admin = {"Authorization": "Bearer lr_calls_admin_key_0123456789"}
-        pid = client.post(
-            "/v1/projects",
-            json={
-                "name": "consensus",
-                "label_schema": {"kind": "categorical", "classes": CLASSES},
-                "rubric_version": "r1",
-            },
-            headers=admin,
-        ).json()["id"]
+        admin = ADMIN
+        pid = new_project(client, "consensus")
         ops = client.post(
             f"/v1/projects/{pid}/keys", json={"role": "ops", "name": "ops"}, headers=admin
         ).json()["key"]
