@@ -72,29 +72,24 @@ class KeyResolver:
     def cached(self, authorization: str | None) -> Principal | None:
         """The principal of a well-formed key cached in the last `ttl_s`, else None (then
         `resolve` answers, reading the database); no I/O."""
-        if not authorization:
+        try:
+            digest = _digest(authorization)
+        except AuthenticationRequired:
             return None
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            return None
-        cached = self._cache.get(hash_key(key.strip()))
-        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+        return self._fresh(digest, time.monotonic())
+
+    def _fresh(self, digest: str, now: float) -> Principal | None:
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
         return None
 
     def resolve(self, authorization: str | None) -> Principal:
-        if not authorization:
-            msg = "missing API key: send the header 'Authorization: Bearer <key>'"
-            raise AuthenticationRequired(msg)
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            msg = "malformed Authorization header: expected 'Bearer <key>'"
-            raise AuthenticationRequired(msg)
-        digest = hash_key(key.strip())
+        digest = _digest(authorization)
         now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.ttl_s:
-            return cached[1]
+        hit = self._fresh(digest, now)
+        if hit is not None:
+            return hit
         # A Core statement on its own (no transaction around it): this runs for every key
         # at least once a second.
         with self._db.statements(write=False) as conn:
@@ -137,3 +132,15 @@ class KeyResolver:
             project_id=row.project_id,
             annotator_id=row.annotator_id,
         )
+
+
+def _digest(authorization: str | None) -> str:
+    """The stored hash of the bearer key in an Authorization header (401 if none is sent)."""
+    if not authorization:
+        msg = "missing API key: send the header 'Authorization: Bearer <key>'"
+        raise AuthenticationRequired(msg)
+    scheme, _, key = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        msg = "malformed Authorization header: expected 'Bearer <key>'"
+        raise AuthenticationRequired(msg)
+    return hash_key(key.strip())
