@@ -18,7 +18,15 @@ from router.routing.config import (
 )
 from router.simulate.engine import SimulationSettings
 from router.simulate.replay import ReplayInputError, load_replay
-from router.simulate.report import ROUTER, SimulationReport, format_table, simulate
+from router.simulate.report import (
+    ORACLE_AT_60,
+    ORACLE_AT_ALL,
+    ORACLE_AT_ROUTER,
+    ROUTER,
+    SimulationReport,
+    format_table,
+    simulate,
+)
 
 __all__ = ["add_parser", "cmd_simulate", "load_simulation_config", "summarize_runs"]
 
@@ -56,6 +64,12 @@ def add_parser(sub: Any) -> None:
         "--refit-every", type=int, default=1, help="rounds between two refits under refit (1)"
     )
     p.add_argument("--round-labels", type=int, help="crowd labels per round (default N/20)")
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also run the oracle: items decided Bayes-optimally with every worker's "
+        "Dawid-Skene matrix (fit to all answers) and the next workers known, at 32 prices",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", type=Path, help="write a PNG of accuracy against cost per item")
     p.set_defaults(func=cmd_simulate)
@@ -83,6 +97,9 @@ def summarize_runs(reports: list[SimulationReport]) -> list[dict[str, Any]]:
         "random experts": "random experts",
         "majority vote": "majority vote, all labels",
         "dawid-skene": "dawid-skene, all labels",
+        ORACLE_AT_ROUTER: ORACLE_AT_ROUTER,
+        ORACLE_AT_ALL: ORACLE_AT_ALL,
+        ORACLE_AT_60: ORACLE_AT_60,
     }
     for policy, shown in names.items():
         rows = [r.row(policy) for r in reports if any(x.policy == policy for x in r.rows)]
@@ -109,7 +126,7 @@ def _summary_table(summary: list[dict[str, Any]], runs: int) -> str:
             parts.append(
                 f"{name.replace('_', ' ')} {v['median']:{fmt}} [{v['min']:{fmt}}, {v['max']:{fmt}}]"
             )
-        lines.append(f"  {s['policy']:<28} " + "; ".join(parts))
+        lines.append(f"  {s['policy']:<32} " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -143,6 +160,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 confusion_model=args.confusion,
                 refit_every=args.refit_every,
                 round_labels=args.round_labels,
+                oracle=args.oracle,
             )
             reports.append(simulate(data, config, settings))
         except ValueError as exc:

@@ -77,6 +77,7 @@ class SimulationSettings:
         refit_every: Under ``refit``, rounds between two refits (the service's
             ``refit_interval_s``, counted in rounds).
         round_labels: Crowd labels served per round; None: ``max(20, N // 20)``.
+        oracle: Also run the oracle (:mod:`router.simulate.oracle`) on the same draws.
     """
 
     seed: int = 0
@@ -87,6 +88,7 @@ class SimulationSettings:
     confusion_model: ConfusionModel | None = None
     refit_every: int = 1
     round_labels: int | None = None
+    oracle: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -15,7 +15,7 @@ class PlotUnavailable(RuntimeError):
 
 
 def write_plot(report: SimulationReport, path: Path, title: str = "") -> None:
-    """Write a PNG: the fixed-k baselines as curves, the router and random experts as points.
+    """Write a PNG: fixed-k baselines and the oracle as curves, other policies as points.
 
     Raises:
         PlotUnavailable: If matplotlib is missing, with the command that installs it.
@@ -33,6 +33,8 @@ def write_plot(report: SimulationReport, path: Path, title: str = "") -> None:
     curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in report.rows:
         curves[row.policy].append((row.cost_per_item, row.accuracy))
+    for row in report.oracle:
+        curves["oracle frontier"].append((row.cost_per_item, row.accuracy))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for policy, points in curves.items():
         points.sort()

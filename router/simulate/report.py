@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -10,11 +10,15 @@ import numpy as np
 from router.routing.config import RoutingConfig
 from router.simulate.baselines import BaselinePoint, fixed_k_baselines, random_expert_baseline
 from router.simulate.engine import SimulationSettings, run_campaign
-from router.simulate.replay import ReplayData, draw_replay
+from router.simulate.oracle import best_mix, fit_oracle_model, oracle_frontier
+from router.simulate.replay import ReplayData, ReplayDraws, draw_replay
 
 __all__ = ["PolicyRow", "SimulationReport", "format_table", "simulate"]
 
 ROUTER = "router"
+ORACLE_AT_ROUTER = "oracle, router's cost"
+ORACLE_AT_ALL = "oracle, all crowd labels' cost"
+ORACLE_AT_60 = "oracle, 60% of the crowd labels"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +26,16 @@ class PolicyRow:
     """One policy's figures, over the scored (non-gold) items.
 
     Attributes:
-        policy: ``"router"``, ``"majority vote"``, ``"dawid-skene"`` or ``"random experts"``.
+        policy: ``"router"``, ``"majority vote"``, ``"dawid-skene"``, ``"random experts"``,
+            ``"oracle"`` (a point of its frontier) or ``"oracle, ..."`` (the frontier read at
+            a cost: a mix of two of its points, see :func:`router.simulate.oracle.best_mix`).
         k: Labels per item for the fixed-k baselines, else None.
         accuracy: Share of scored items whose final class is the truth.
         crowd_labels: Crowd labels paid for on scored items.
         expert_labels: Expert labels.
         cost_per_item: ``(crowd_labels * costs.crowd + expert_labels * costs.expert) / items``.
         crowd_share: ``crowd_labels`` over all answers available on the scored items.
+        price: The oracle's price per unit of cost, for the points of its frontier.
     """
 
     policy: str
@@ -38,6 +45,7 @@ class PolicyRow:
     expert_labels: int
     cost_per_item: float
     crowd_share: float
+    price: float | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +62,8 @@ class SimulationReport:
     answers_available: int
     rows: list[PolicyRow]
     router: dict[str, Any] = field(default_factory=dict)
+    oracle: list[PolicyRow] = field(default_factory=list)
+    oracle_exact: bool | None = None
 
     def row(self, policy: str, k: int | None = None) -> PolicyRow:
         """The row of ``policy`` (and ``k``); for a fixed-k baseline without ``k``, all labels."""
@@ -65,6 +75,7 @@ class SimulationReport:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["rows"] = [asdict(r) for r in self.rows]
+        out["oracle"] = [asdict(r) for r in self.oracle]
         return out
 
 
@@ -83,6 +94,57 @@ def _row(point: BaselinePoint, truth: np.ndarray, scored: np.ndarray, **kw: Any)
     )
 
 
+def _mixed(policy: str, curve: list[PolicyRow], cost: float) -> PolicyRow | None:
+    """The oracle's frontier read at ``cost`` per item, as one row (None: all cost more)."""
+    mix = best_mix([(r.cost_per_item, r.accuracy) for r in curve], cost)
+    if mix is None:
+        return None
+    i, j, w = mix
+    a, b = curve[i], curve[j]
+    return PolicyRow(
+        policy=policy,
+        k=None,
+        accuracy=(1 - w) * a.accuracy + w * b.accuracy,
+        crowd_labels=round((1 - w) * a.crowd_labels + w * b.crowd_labels),
+        expert_labels=round((1 - w) * a.expert_labels + w * b.expert_labels),
+        cost_per_item=(1 - w) * a.cost_per_item + w * b.cost_per_item,
+        crowd_share=(1 - w) * a.crowd_share + w * b.crowd_share,
+    )
+
+
+def _oracle(
+    data: ReplayData,
+    draws: ReplayDraws,
+    settings: SimulationSettings,
+    rows: list[PolicyRow],
+    rng: np.random.Generator,
+    **kw: Any,
+) -> tuple[list[PolicyRow], list[PolicyRow], bool]:
+    """The oracle's frontier, and it read at the router's cost and at the targets' costs."""
+    cfg: RoutingConfig = kw["config"]
+    model = fit_oracle_model(
+        data,
+        draws,
+        expert_accuracy=settings.expert_accuracy,
+        crowd_cost=cfg.costs.crowd,
+        expert_cost=cfg.costs.expert if settings.experts else None,
+    )
+    router = next(r for r in rows if r.policy == ROUTER)
+    all_crowd = max((r for r in rows if r.policy == "dawid-skene"), key=lambda r: r.k or 0)
+    ceiling = 1.25 * max(router.cost_per_item, all_crowd.cost_per_item)
+    frontier = oracle_frontier(model, data, draws, rng, max_cost_per_item=ceiling)
+    scored = ~draws.gold
+    curve = [replace(_row(p.point, data.truth, scored, **kw), price=p.price) for p in frontier]
+    costs = [
+        (ORACLE_AT_ROUTER, router.cost_per_item),
+        (ORACLE_AT_ALL, all_crowd.cost_per_item),
+    ]
+    if not settings.experts:
+        costs.append((ORACLE_AT_60, 0.6 * all_crowd.cost_per_item))
+    read = [_mixed(name, curve, cost) for name, cost in costs]
+    return curve, [r for r in read if r is not None], all(p.exact for p in frontier)
+
+
 def simulate(
     data: ReplayData, config: RoutingConfig, settings: SimulationSettings
 ) -> SimulationReport:
@@ -91,7 +153,8 @@ def simulate(
     draws = draw_replay(data, settings.gold_fraction, rng)
     scored = ~draws.gold
     available = int(np.count_nonzero(scored[data.item]))
-    campaign_rng, baseline_rng = rng.spawn(2)
+    # spawn(3)'s first two children are spawn(2)'s: the oracle leaves the others' draws alone.
+    campaign_rng, baseline_rng, oracle_rng = rng.spawn(3)
     result = run_campaign(data, draws, config, settings, campaign_rng)
     kw = {"config": config, "available": available}
     router = BaselinePoint(
@@ -116,6 +179,11 @@ def simulate(
     rows += [
         _row(p, data.truth, scored, **kw) for p in fixed_k_baselines(data, draws, baseline_rng)
     ]
+    curve: list[PolicyRow] = []
+    exact: bool | None = None
+    if settings.oracle:
+        curve, read, exact = _oracle(data, draws, settings, rows, oracle_rng, **kw)
+        rows += read
     return SimulationReport(
         seed=settings.seed,
         settings=asdict(settings),
@@ -134,6 +202,8 @@ def simulate(
             "suspended_workers": result.suspended,
             "rounds": result.rounds,
         },
+        oracle=curve,
+        oracle_exact=exact,
     )
 
 
@@ -187,6 +257,13 @@ def format_table(report: SimulationReport) -> str:
         f", cost {router.cost_per_item:.2f} vs {ds_all.cost_per_item:.2f} per item, "
         f"{router.crowd_share:.0%} of the crowd labels",
     ]
+    if report.oracle_exact is not None:
+        lookahead = "exact lookahead" if report.oracle_exact else "lookahead of a few answers"
+        text.append(
+            "oracle: each item decided Bayes-optimally, knowing Dawid-Skene's fit to every "
+            f"answer and who answers next ({lookahead}; {len(report.oracle)} prices, the "
+            "frontier read at a cost mixes two of them; --json lists them)"
+        )
     if most > 10:
         text.append("(--json lists every k)")
     return "\n".join(text)

@@ -57,13 +57,35 @@ def test_table_runs_and_overrides(tmp_path, capsys):
     assert "majority vote k=4" in out
 
 
+def test_oracle_adds_its_frontier_and_its_readings_to_every_output(tmp_path, capsys):
+    # Three answers per item: the lookahead covers them all, with two expert labels.
+    answers, gold = _files(tmp_path, accuracies=(0.9, 0.8, 0.7))
+    base = ["simulate", "--answers", str(answers), "--gold", str(gold), "--seed", "4"]
+    assert main([*base, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["oracle"] == []
+    assert main([*base, "--json", "--oracle"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"][: len(plain["rows"])] == plain["rows"]  # the others' draws unmoved
+    assert {r["policy"] for r in report["rows"][len(plain["rows"]) :]} == {
+        "oracle, router's cost",
+        "oracle, all crowd labels' cost",
+    }
+    prices = [r["price"] for r in report["oracle"]]
+    assert prices == sorted(prices, reverse=True)
+    assert report["oracle_exact"] is True
+    assert main([*base, "--oracle", "--runs", "2", "--no-experts"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle: each item decided Bayes-optimally" in out
+    assert "oracle, 60% of the crowd labels" in out.split("over 2 runs")[1]
+
+
 def test_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
     answers, gold = _files(tmp_path)
     png = tmp_path / "curve.png"
-    assert (
-        main(["simulate", "--answers", str(answers), "--gold", str(gold), "--plot", str(png)]) == 0
-    )
+    args = ["simulate", "--answers", str(answers), "--gold", str(gold), "--plot", str(png)]
+    assert main([*args, "--oracle"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -15,7 +15,13 @@ import pytest
 from router.simulate.command import load_simulation_config
 from router.simulate.engine import SimulationSettings
 from router.simulate.replay import ReplayData, load_replay
-from router.simulate.report import SimulationReport, simulate
+from router.simulate.report import (
+    ORACLE_AT_60,
+    ORACLE_AT_ALL,
+    ORACLE_AT_ROUTER,
+    SimulationReport,
+    simulate,
+)
 from tests.conftest import SHARED_DATA
 
 CROWD = SHARED_DATA / "crowd"
@@ -47,22 +53,33 @@ def test_bluebirds_with_experts_beats_dawid_skene_by_3_points_at_no_more_cost():
 
 def test_product_with_experts_beats_dawid_skene_and_random_experts_at_no_more_cost():
     # The target (+3 points) is not met: measured +1.4 to +1.8 points at 91-95% of the cost.
-    for report in _runs("product", "experts"):
+    # Nor can it be under Dawid-Skene's model of these workers: the oracle, knowing every
+    # worker's fitted matrix and who answers next, reaches +2.0 to +2.6 points at the same
+    # cost; the router is within 0.6 points of the oracle at its own cost.
+    for report in _runs("product", "experts", oracle=True):
         router, ds_all = report.row("router"), report.row("dawid-skene")
         assert router.cost_per_item <= ds_all.cost_per_item
         assert router.accuracy >= ds_all.accuracy + 0.012
         assert router.accuracy >= report.row("random experts").accuracy + 0.015
+        assert report.oracle_exact
+        oracle = report.row(ORACLE_AT_ALL)
+        assert ds_all.accuracy + 0.015 <= oracle.accuracy < ds_all.accuracy + 0.03, report.seed
+        assert router.accuracy >= report.row(ORACLE_AT_ROUTER).accuracy - 0.006, report.seed
 
 
 def test_product_crowd_only_nearly_matches_dawid_skene_with_60_percent_of_the_labels():
     # The target (equal accuracy with at most 60%) is not met: measured 0.2 to 0.7 points
     # below, with 57-60% of the labels (refit confusions, prior strength 3, settled items
     # relabeled after each refit).
-    for report in _runs("product", "crowd", experts=False):
+    # The oracle, knowing every worker's fitted matrix and who answers next, does match it at
+    # 60% (within 0.1 points): what the router lacks is the matrices, not the stopping rule.
+    for report in _runs("product", "crowd", experts=False, oracle=True):
         router, ds_all = report.row("router"), report.row("dawid-skene")
         assert router.crowd_share <= 0.60
         assert router.accuracy >= ds_all.accuracy - 0.008
         assert router.accuracy > report.row("majority vote").accuracy + 0.025
+        assert report.row(ORACLE_AT_60).accuracy >= ds_all.accuracy - 0.001, report.seed
+        assert router.accuracy <= report.row(ORACLE_AT_ROUTER).accuracy, report.seed
 
 
 def test_bluebirds_crowd_only_nearly_matches_dawid_skene_with_60_percent_of_the_labels():
