@@ -47,6 +47,7 @@ from router.queueing.jobs import JobQueue
 from router.routing.config import RoutingConfig, RoutingConfigInvalid, merge_overrides
 from router.routing.policy import TIER_AUTO, TIER_CROWD, TIER_EXPERT, route
 from router.routing.service import committees_of, routing_row, score_items, spot_check_draws
+from router.tasks.claimants import note_change
 from router.webhooks.events import auto_settled_event
 from router.webhooks.outbox import Outbox
 
@@ -234,6 +235,7 @@ def put_config(
         session.execute(
             update(Project).where(col(Project.id) == project_id).values(routing_version=version)
         )
+        note_change(session)  # claims read the new version from the commit on
         audit.record(
             session,
             actor,

@@ -36,6 +36,7 @@ from router.ratelimit.limiter import RateTicket
 from router.routing.config import AssistConfig, RoutingConfig
 from router.tasks.acting import acting_annotator, check_acting, require_active
 from router.tasks.assist import suggestion_for
+from router.tasks.claimants import claimants
 
 __all__ = [
     "Task",
@@ -160,23 +161,31 @@ def _claimant(
     `get_project` then `acting_annotator` would refuse)."""
     principal.require_project(project_id)
     if principal.role is Role.ANNOTATOR:
-        query, annotator_key = _CLAIMANT_BY_ID, principal.annotator_id
+        query, kind, annotator_key = _CLAIMANT_BY_ID, "id", principal.annotator_id
     elif principal.role in (Role.TOOL, Role.ADMIN) and x_annotator:
-        query, annotator_key = _CLAIMANT_BY_EXTERNAL_ID, x_annotator
+        query, kind, annotator_key = _CLAIMANT_BY_EXTERNAL_ID, "external_id", x_annotator
     else:  # may act for no one: `check_acting` says why, once the project is known to exist
-        query, annotator_key = _PROJECT_ONLY, None
-    params = {"project_id": project_id, "annotator": annotator_key}
-    with db.statements(write=False) as conn:
-        row = conn.execute(query, params).mappings().first()
-    if row is None:
-        raise NotFound(f"project {project_id!r} not found")
-    # Plain holders of the row's values (never added to a session).
-    project = Project.model_construct(**{c.name: row["p_" + c.name] for c in _PROJECT.c})
-    annotator = (
-        Annotator.model_construct(**{c.name: row["a_" + c.name] for c in _ANNOTATOR.c})
-        if row["a_id"] is not None
-        else None
-    )
+        query, kind, annotator_key = _PROJECT_ONLY, "none", None
+    key = (project_id, kind, annotator_key)
+    # Read at most once a second per process (router/tasks/claimants.py says what that means).
+    hit = claimants.get(db, key)
+    if hit is not None:
+        project, annotator = hit
+    else:
+        generation = claimants.generation()
+        params = {"project_id": project_id, "annotator": annotator_key}
+        with db.statements(write=False) as conn:
+            row = conn.execute(query, params).mappings().first()
+        if row is None:
+            raise NotFound(f"project {project_id!r} not found")
+        # Plain holders of the row's values (never added to a session).
+        project = Project.model_construct(**{c.name: row["p_" + c.name] for c in _PROJECT.c})
+        annotator = (
+            Annotator.model_construct(**{c.name: row["a_" + c.name] for c in _ANNOTATOR.c})
+            if row["a_id"] is not None
+            else None
+        )
+        claimants.put(db, key, generation, project, annotator)
     return project, check_acting(principal, project_id, x_annotator, annotator)
 
 
