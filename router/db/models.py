@@ -19,7 +19,6 @@ __all__ = [
     "IdempotencyRecord",
     "Item",
     "Label",
-    "Prediction",
     "Project",
     "ProjectSnapshot",
     "QualityFit",
@@ -118,6 +117,11 @@ class Item(SQLModel, table=True):
     """The ingest request that stored it; one scoring job per batch."""
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     provenance: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    committee: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    """The model committee's predictions as sent, in the producer's order: a list of
+    ``{"model", "model_version", "probs"}``; None when the item came without predictions. A
+    column of the item rather than rows of their own: ingest writes one row per item, and
+    scoring reads an item's committee with the item."""
     is_gold: bool = False
     status: str = Field(default="queued", max_length=16)
     tier: str | None = Field(default=None, max_length=16)
@@ -135,14 +139,6 @@ class Item(SQLModel, table=True):
     updated_at: datetime = _ts()
     routed_at: datetime | None = _ts(nullable=True)
     settled_at: datetime | None = _ts(nullable=True)
-
-
-class Prediction(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    item_id: str = Field(foreign_key="item.id", index=True, max_length=32)
-    model: str = Field(max_length=200)
-    model_version: str = Field(max_length=200)
-    probs: list[float] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class GoldAnswer(SQLModel, table=True):

@@ -2,13 +2,13 @@
 
 Constant memory whatever the project's size: `export_lines` is a generator that reads the items
 in keyset pages of `PAGE_SIZE` on (created_at, id) (the `ix_item_project_created` index; both
-keys are immutable, so an item never moves between pages while an export runs), fetches the
-page's labels, predictions and gold answers with one IN query each, yields the page's lines as
-one chunk and forgets them. Each page is its own short read transaction, so a long download
-holds no transaction open; the price is that the export is not one snapshot (an item that
-settles while the export runs appears if the export has not passed it yet). For incremental
-exports pass `since` = the time the previous export started: `since` filters on `settled_at`,
-so nothing is missed.
+keys are immutable, so an item never moves between pages while an export runs), reads the
+items' predictions with them, fetches the page's labels and gold answers with one IN query
+each, yields the page's lines as one chunk and forgets them. Each page is its own short read
+transaction, so a long download holds no transaction open; the price is that the export is not
+one snapshot (an item that settles while the export runs appears if the export has not passed
+it yet). For incremental exports pass `since` = the time the previous export started: `since`
+filters on `settled_at`, so nothing is missed.
 
 Only the columns the lines need are read (never the payload, which may be large).
 """
@@ -30,7 +30,7 @@ from router import audit
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
-from router.db.models import Annotator, Assignment, GoldAnswer, Item, Label, Prediction
+from router.db.models import Annotator, Assignment, GoldAnswer, Item, Label
 from router.errors import InvalidInput
 from router.projects.service import get_project
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl",)
 TIERS = ("auto", "crowd", "expert")
 PAGE_SIZE = 1000
-"""Items per keyset page (and per IN query for their labels and predictions)."""
+"""Items per keyset page (and per IN query for their labels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +180,7 @@ _ITEM_COLUMNS = (
     col(Item.routing_reason),
     col(Item.config_version),
     col(Item.provenance),
+    col(Item.committee),
     col(Item.created_at),
     col(Item.routed_at),
     col(Item.settled_at),
@@ -206,13 +207,12 @@ def _page(
         return b"", 0, None
     ids = [row.id for row in items]
     labels = _labels_of(session, ids)
-    predictions = _predictions_of(session, ids)
     gold_ids = [row.id for row in items if row.is_gold]
     answers = _answers_of(session, gold_ids) if gold_ids else {}
     encoder = msgspec.json.Encoder()
     out = bytearray()
     for row in items:
-        line = _line(row, labels.get(row.id, []), predictions.get(row.id, []), request, answers)
+        line = _line(row, labels.get(row.id, []), row.committee or [], request, answers)
         encoder.encode_into(line, out, len(out))
         out += b"\n"
     last = items[-1]
@@ -261,23 +261,6 @@ def _labels_of(session: Session, item_ids: list[str]) -> dict[str, list[dict[str
                 "suggestion": r[12],
             }
         )
-    return out
-
-
-def _predictions_of(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    rows = session.execute(
-        select(
-            col(Prediction.item_id),
-            col(Prediction.model),
-            col(Prediction.model_version),
-            col(Prediction.probs),
-        )
-        .where(col(Prediction.item_id).in_(item_ids))
-        .order_by(col(Prediction.item_id), col(Prediction.id))
-    ).all()
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item_id, model, version, probs in rows:
-        out[item_id].append({"model": model, "model_version": version, "probs": probs})
     return out
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlmodel import Session, col
+from sqlalchemy import select
+from sqlmodel import col
 
 from router import audit
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database
-from router.db.models import GoldAnswer, Item, Prediction, new_id, utcnow
+from router.db.models import GoldAnswer, Item, new_id, utcnow
 from router.errors import Conflict, InvalidInput
-from router.items.ingest import ItemPrediction, validate_predictions
+from router.items.ingest import ItemPrediction, committee_column, validate_predictions
 from router.projects.service import get_project, label_schema_of
 from router.queueing.assignments import AssignmentStore
 
@@ -111,10 +111,8 @@ def register_gold(
                     )
                     session.add(answer)
                     if entry.get("predictions") is not None:  # the new revision's, if sent
-                        session.execute(
-                            delete(Prediction).where(col(Prediction.item_id) == item.id)
-                        )
-                        _add_predictions(session, item.id, predictions[ext])
+                        item.committee = committee_column(predictions[ext])
+                        session.add(item)
                     updated += 1
                 created.append((ext, item.id))
                 continue
@@ -124,6 +122,7 @@ def register_gold(
                 external_id=ext,
                 batch_id=batch_id,
                 payload=entry["payload"],
+                committee=committee_column(predictions[ext]),
                 is_gold=True,
                 status="routed",
                 tier=None,
@@ -139,7 +138,6 @@ def register_gold(
                     item_id=item.id, answer=entry["answer"], revision=revision, created_at=now
                 )
             )
-            _add_predictions(session, item.id, predictions[ext])
             created.append((ext, item.id))
         new_ids = [iid for ext, iid in created if ext not in existing]
         audit.record(
@@ -157,10 +155,3 @@ def register_gold(
         "updated": updated,
         "items": [{"external_id": e, "id": i} for e, i in created],
     }
-
-
-def _add_predictions(session: Session, item_id: str, predictions: list[ItemPrediction]) -> None:
-    for p in predictions:
-        session.add(
-            Prediction(item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs)
-        )

@@ -21,7 +21,13 @@ import numpy as np
 from router.errors import ClientError, InvalidInput, PayloadTooLarge
 from router.projects.label_schema import LabelSchema
 
-__all__ = ["IngestItem", "ItemPrediction", "parse_items_body", "validate_predictions"]
+__all__ = [
+    "IngestItem",
+    "ItemPrediction",
+    "committee_column",
+    "parse_items_body",
+    "validate_predictions",
+]
 
 _ITEM_FIELDS = frozenset({"external_id", "payload", "predictions", "provenance"})
 _PREDICTION_FIELDS = frozenset({"model", "model_version", "probs"})
@@ -37,6 +43,15 @@ class ItemPrediction:
     model: str
     model_version: str
     probs: list[float]
+
+
+def committee_column(predictions: list[ItemPrediction]) -> list[dict[str, Any]] | None:
+    """What an item's `committee` column stores for these predictions (None for none)."""
+    if not predictions:
+        return None
+    return [
+        {"model": p.model, "model_version": p.model_version, "probs": p.probs} for p in predictions
+    ]
 
 
 @dataclass(frozen=True, slots=True)

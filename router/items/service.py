@@ -17,7 +17,7 @@ from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.cursor import decode_cursor, encode_cursor
 from router.db.database import Database, as_utc
-from router.db.models import Item, Prediction, new_id, utcnow
+from router.db.models import Item, new_id, utcnow
 from router.errors import InvalidInput, NotFound
 from router.items.ingest import IngestItem, ItemPrediction
 from router.projects.service import get_project
@@ -70,16 +70,6 @@ def ingest_items(
         inserted = _insert_items(session, db, project_id, batch_id, fresh, now)
         missing = [item.external_id for item in fresh if item.external_id not in inserted]
         existing = _existing_ids(session, project_id, missing) if missing else {}
-        _insert_predictions(
-            session,
-            db,
-            [
-                (inserted[item.external_id], p)
-                for item in fresh
-                if item.external_id in inserted
-                for p in item.predictions
-            ],
-        )
         ids = {**existing, **inserted}
         accepted = len(inserted)
         duplicates = len(items) - accepted
@@ -148,6 +138,7 @@ def _insert_items(
                 external_id=item.external_id,
                 payload=msgspec.Raw(item.payload_json),
                 provenance=item.provenance,
+                committee=item.predictions or None,
             )
             for item in items
         ]
@@ -159,50 +150,26 @@ def _insert_items(
     return {str(ext): str(iid) for ext, iid in result.all()}
 
 
-def _insert_predictions(
-    session: Session, db: Database, rows: list[tuple[str, ItemPrediction]]
-) -> None:
-    if not rows:
-        return
-    doc = _ENCODER.encode(
-        [
-            _PredictionRow(
-                item_id=item_id, model=p.model, model_version=p.model_version, probs=p.probs
-            )
-            for item_id, p in rows
-        ]
-    )
-    session.execute(
-        _SQLITE_INSERT_PREDICTIONS if db.is_sqlite else _PG_INSERT_PREDICTIONS,
-        {"rows": doc.decode()},
-    )
-
-
 class _ItemRow(msgspec.Struct):
     id: str
     external_id: str
     payload: msgspec.Raw
     provenance: dict[str, Any] | None
-
-
-class _PredictionRow(msgspec.Struct):
-    item_id: str
-    model: str
-    model_version: str
-    probs: list[float]
+    committee: list[ItemPrediction] | None
+    """Encoded as the `committee` column stores it (see `Item.committee`)."""
 
 
 _ENCODER = msgspec.json.Encoder()
 _PG_INSERT_ITEMS = text(
     """
-    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
-                      status, labels_needed, n_labels, created_at, updated_at)
-    SELECT u.id, :project_id, u.external_id, :batch_id, u.payload, u.provenance,
+    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, committee,
+                      is_gold, status, labels_needed, n_labels, created_at, updated_at)
+    SELECT u.id, :project_id, u.external_id, :batch_id, u.payload, u.provenance, u.committee,
            false, 'queued', 0, 0, :now, :now
     FROM ROWS FROM (
            json_to_recordset(CAST(:rows AS json))
-             AS (id varchar, external_id varchar, payload json, provenance json)
-         ) WITH ORDINALITY AS u(id, external_id, payload, provenance, n)
+             AS (id varchar, external_id varchar, payload json, provenance json, committee json)
+         ) WITH ORDINALITY AS u(id, external_id, payload, provenance, committee, n)
     ORDER BY u.n
     ON CONFLICT (project_id, external_id) DO NOTHING
     RETURNING external_id, id
@@ -212,32 +179,16 @@ _PG_INSERT_ITEMS = text(
 # `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
 _SQLITE_INSERT_ITEMS = text(
     """
-    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, is_gold,
-                      status, labels_needed, n_labels, created_at, updated_at)
+    INSERT INTO item (id, project_id, external_id, batch_id, payload, provenance, committee,
+                      is_gold, status, labels_needed, n_labels, created_at, updated_at)
     SELECT json_extract(value, '$.id'), :project_id, json_extract(value, '$.external_id'),
            :batch_id, json_extract(value, '$.payload'), json_extract(value, '$.provenance'),
-           0, 'queued', 0, 0, :now, :now
+           json_extract(value, '$.committee'), 0, 'queued', 0, 0, :now, :now
     FROM json_each(:rows) WHERE true
     ON CONFLICT (project_id, external_id) DO NOTHING
     RETURNING external_id, id
     """
 ).bindparams(bindparam("now", type_=DateTime(timezone=True)))
-_SQLITE_INSERT_PREDICTIONS = text(
-    """
-    INSERT INTO prediction (item_id, model, model_version, probs)
-    SELECT json_extract(value, '$.item_id'), json_extract(value, '$.model'),
-           json_extract(value, '$.model_version'), json_extract(value, '$.probs')
-    FROM json_each(:rows)
-    """
-)
-_PG_INSERT_PREDICTIONS = text(
-    """
-    INSERT INTO prediction (item_id, model, model_version, probs)
-    SELECT u.item_id, u.model, u.model_version, u.probs
-    FROM json_to_recordset(CAST(:rows AS json))
-         AS u(item_id varchar, model varchar, model_version varchar, probs json)
-    """
-)
 
 
 def get_item(db: Database, actor: Principal, project_id: str, item_id: str) -> dict[str, Any]:
@@ -251,16 +202,10 @@ def get_item(db: Database, actor: Principal, project_id: str, item_id: str) -> d
             or (item.is_gold and actor.role is Role.PRODUCER)
         ):
             raise NotFound(f"item {item_id!r} not found in project {project_id!r}")
-        predictions = session.exec(
-            select(Prediction).where(col(Prediction.item_id) == item_id)  # type: ignore[call-overload]
-        ).all()
         view = item_view(item, with_gold_flag=actor.role is not Role.PRODUCER)
         view["payload"] = item.payload
         view["provenance"] = item.provenance
-        view["predictions"] = [
-            {"model": p.model, "model_version": p.model_version, "probs": p.probs}
-            for (p,) in predictions
-        ]
+        view["predictions"] = item.committee or []
         return view
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Table, Text, cast, func, select
+from sqlalchemy import Table, Text, bindparam, cast, func, select
 from sqlmodel import Session, col
 
 from router.db.bulk import id_list, in_id_list, update_by_key
 from router.db.database import Database
-from router.db.models import Item, Prediction, utcnow
+from router.db.models import Item, utcnow
 from router.maths.disagreement import priority as blend_priority
 from router.maths.disagreement import score_committee
 from router.projects.label_schema import LabelSchema
@@ -34,6 +34,7 @@ from router.webhooks.outbox import Outbox
 
 __all__ = [
     "BatchScores",
+    "committee_arrays",
     "committees_of",
     "expert_open_count",
     "route_batch",
@@ -158,19 +159,12 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
         project = lock_project(session, project_id)
         if project is None:
             return {"batch_id": batch_id, "routed": 0}
-        # Only what routing needs: the item objects' JSON payloads would cost more to decode
-        # than the rest of routing.
-        items = session.execute(
-            select(col(Item.id), col(Item.external_id)).where(
-                col(Item.batch_id) == batch_id, col(Item.status) == "queued"
-            )
-        ).all()
+        items = session.execute(_QUEUED_IN_BATCH, {"batch_id": batch_id}).all()
         if not items:
             return {"batch_id": batch_id, "routed": 0}
         config = routing_config(session, project)
         schema = label_schema_of(project)
-        committees = committees_of(session, [it.id for it in items])
-        scores = score_items([committees.get(it.id) for it in items], config)
+        scores = score_items(committee_arrays([it.committee for it in items]), config)
         decision = route(
             uncertainty=scores.uncertainty,
             disagreement=scores.disagreement,
@@ -215,9 +209,9 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
 
 
 def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np.float64]]:
-    """Each item's committee: one row of probabilities per model, ordered by model name."""
-    keys: list[tuple[str, str, str]] = []
-    texts: list[str] = []
+    """Each listed item's committee (see `committee_arrays`); items without one are left out."""
+    ids: list[str] = []
+    texts: list[str | None] = []
     postgresql = session.get_bind().dialect.name == "postgresql"
     # On PostgreSQL all the ids in one statement (see `in_id_list`); elsewhere in chunks.
     step = max(1, len(item_ids)) if postgresql else _IN_CHUNK
@@ -225,34 +219,59 @@ def committees_of(session: Session, item_ids: list[str]) -> dict[str, NDArray[np
     for start in range(0, len(item_ids), step):
         chunk = item_ids[start : start + step]
         params = {"ids": id_list(chunk, postgresql=postgresql)}
-        for item_id, model, version, probs in conn.execute(_COMMITTEES[postgresql], params):
-            keys.append((item_id, model, version))
-            texts.append(probs)
-    if not keys:
-        return {}
-    decoded = _PROBS.decode(f"[{','.join(texts)}]")
-    rows: dict[str, list[tuple[str, str, list[float]]]] = defaultdict(list)
-    for (item_id, model, version), p in zip(keys, decoded, strict=True):
-        rows[item_id].append((model, version, p))
-    # Members sorted by model name so a committee's array does not depend on storage order.
+        for item_id, text in conn.execute(_COMMITTEES[postgresql], params):
+            ids.append(item_id)
+            texts.append(text)
     return {
-        item_id: np.asarray([p for _, _, p in sorted(members)], dtype=np.float64)
-        for item_id, members in rows.items()
+        item_id: array
+        for item_id, array in zip(ids, committee_arrays(texts), strict=True)
+        if array is not None
     }
 
 
-_PROBS = msgspec.json.Decoder(list[list[float]])
-_PREDICTION = typing.cast("Table", Prediction.__table__)  # type: ignore[attr-defined]
+def committee_arrays(texts: list[str | None]) -> list[NDArray[np.float64] | None]:
+    """Committees as arrays, one row of probabilities per model ordered by model name and
+    version (so that an array does not depend on the order the producer sent), from the
+    items' `committee` columns read as JSON text; None for an item without predictions.
+
+    All the texts are decoded in one call: per-row JSON decoding by the driver was most of the
+    cost of reading a batch's committees.
+    """
+    if not texts:
+        return []
+    decoded = _COMMITTEE_LISTS.decode("[" + ",".join(t or "null" for t in texts) + "]")
+    arrays: list[NDArray[np.float64] | None] = []
+    for members in decoded:
+        if not members:
+            arrays.append(None)
+            continue
+        members.sort(key=_member_key)
+        arrays.append(np.asarray([m.probs for m in members], dtype=np.float64))
+    return arrays
+
+
+class _Member(msgspec.Struct):
+    model: str
+    model_version: str
+    probs: list[float]
+
+
+def _member_key(member: _Member) -> tuple[str, str]:
+    return member.model, member.model_version
+
+
+_COMMITTEE_LISTS = msgspec.json.Decoder(list[list[_Member] | None])
+_ITEM = typing.cast("Table", Item.__table__)  # type: ignore[attr-defined]
+_COMMITTEE_TEXT = cast(_ITEM.c.committee, Text).label("committee")
 _COMMITTEES = {
-    postgresql: select(
-        _PREDICTION.c.item_id,
-        _PREDICTION.c.model,
-        _PREDICTION.c.model_version,
-        # As text, decoded all at once: per-row JSON decoding by the driver was most of the
-        # cost of reading a batch's committees.
-        cast(_PREDICTION.c.probs, Text),
-    ).where(in_id_list(_PREDICTION.c.item_id, "ids", postgresql=postgresql))
+    postgresql: select(_ITEM.c.id, _COMMITTEE_TEXT).where(
+        in_id_list(_ITEM.c.id, "ids", postgresql=postgresql), _ITEM.c.committee.is_not(None)
+    )
     for postgresql in (False, True)
 }
-"""The predictions of the items listed in `ids`, per dialect (PostgreSQL or not)."""
-_ITEM = typing.cast("Table", Item.__table__)  # type: ignore[attr-defined]
+"""The committees of the items listed in `ids`, per dialect (PostgreSQL or not)."""
+# Only what routing needs: the items' JSON payloads would cost more to decode than the rest
+# of routing.
+_QUEUED_IN_BATCH = select(_ITEM.c.id, _ITEM.c.external_id, _COMMITTEE_TEXT).where(
+    _ITEM.c.batch_id == bindparam("batch_id"), _ITEM.c.status == "queued"
+)

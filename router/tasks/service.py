@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 from router.auth.keys import Role
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
-from router.db.models import Annotator, Assignment, Item, Prediction, Project, new_id
+from router.db.models import Annotator, Assignment, Item, Project, new_id
 from router.errors import Conflict, NotFound, ServiceUnavailable
 from router.observability import metrics
 from router.projects.label_schema import LabelSchema
@@ -129,13 +129,10 @@ def _claimant_query(by: ColumnElement[bool]) -> Select[Any]:
 _CLAIMANT_BY_ID = _claimant_query(_ANNOTATOR.c.id == bindparam("annotator"))
 _CLAIMANT_BY_EXTERNAL_ID = _claimant_query(_ANNOTATOR.c.external_id == bindparam("annotator"))
 _PROJECT_ONLY = _claimant_query(false())
-_PREDICTION = cast("Table", Prediction.__table__)  # type: ignore[attr-defined]
-# With model-assisted labeling on: the payload and the item's predictions in one round trip
-# (one row per prediction, or one row of NULLs); gold and routed items alike.
-_ITEM_WITH_PREDICTIONS = (
-    select(_ITEM.c.payload, _PREDICTION.c.model, _PREDICTION.c.model_version, _PREDICTION.c.probs)
-    .select_from(_ITEM.outerjoin(_PREDICTION, _PREDICTION.c.item_id == _ITEM.c.id))
-    .where(_ITEM.c.id == bindparam("item_id"))
+# With model-assisted labeling on: the payload and the item's committee; gold and routed
+# items alike.
+_ITEM_WITH_COMMITTEE = select(_ITEM.c.payload, _ITEM.c.committee).where(
+    _ITEM.c.id == bindparam("item_id")
 )
 _INSERT_ASSIGNMENT = insert(_ASSIGNMENT)
 _ASSIGNMENT_VALUES = [c.name for c in _ASSIGNMENT.c if c.name != "item_id"]
@@ -317,11 +314,13 @@ def _record_claim(
     if assist is None:
         payload = conn.execute(_INSERT_ASSIGNMENT_READ_PAYLOAD, values).scalar_one_or_none()
     else:
-        rows = conn.execute(_ITEM_WITH_PREDICTIONS, {"item_id": claim.item_id}).all()
-        payload = rows[0][0] if rows else None
-        if payload is not None:
+        row = conn.execute(_ITEM_WITH_COMMITTEE, {"item_id": claim.item_id}).one_or_none()
+        payload = row.payload if row is not None else None
+        if row is not None:
             labels = LabelSchema.parse(project.label_schema).labels
-            predictions = [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+            predictions = [
+                (m["model"], m["model_version"], m["probs"]) for m in row.committee or ()
+            ]
             suggestion = suggestion_for(predictions, labels, assist)
             conn.execute(_INSERT_ASSIGNMENT, {**values, "suggestion": suggestion})
     if payload is None:  # Redis held an item the database no longer has

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.testing import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import col
 
-from router.db.models import AuditEvent, Item, Prediction
+from router.db.models import AuditEvent, Item
 from router.runtime import Runtime
 from tests.conftest import CATEGORICAL, auth
 
@@ -142,16 +142,11 @@ def by_external_id(ingested: dict[str, Any]) -> dict[str, str]:
 def count_rows(runtime: Runtime, project_id: str) -> tuple[int, int]:
     """(items, predictions) stored for the project, straight from the database."""
     with runtime.db.read() as session:
-        n_items = session.execute(
-            select(func.count()).select_from(Item).where(col(Item.project_id) == project_id)
-        ).scalar_one()
-        n_preds = session.execute(
-            select(func.count())
-            .select_from(Prediction)
-            .join(Item, col(Item.id) == col(Prediction.item_id))
-            .where(col(Item.project_id) == project_id)
-        ).scalar_one()
-    return int(n_items), int(n_preds)
+        committees = session.execute(
+            select(col(Item.committee)).where(col(Item.project_id) == project_id)
+        ).scalars()
+        counts = [len(c or ()) for c in committees]
+    return len(counts), sum(counts)
 
 
 def audit_events(runtime: Runtime, project_id: str | None, action: str) -> list[AuditEvent]:

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
-from router.db.models import AuditEvent, Item, Prediction, new_id
+from router.db.models import AuditEvent, Item, new_id
 from router.export import service
 from tests.conftest import auth
 from tests.integration.helpers import (
@@ -299,7 +299,7 @@ def _store_done_items(runtime, project_id: str, n: int, *, ties: int = 300) -> N
     """n done items straight into the database, `ties` of them sharing each created_at (page
     boundaries then fall inside runs of equal timestamps), each with one prediction."""
     base = datetime(2024, 1, 1, tzinfo=UTC)
-    rows, preds = [], []
+    rows = []
     for i in range(n):
         iid = new_id()
         at = base + timedelta(seconds=i // ties)
@@ -311,6 +311,7 @@ def _store_done_items(runtime, project_id: str, n: int, *, ties: int = 300) -> N
                 "batch_id": "bulk",
                 "payload": {"text": "x" * 200},
                 "provenance": {"trace_id": f"t{i}"},
+                "committee": [{"model": "m", "model_version": "1", "probs": [0.98, 0.01, 0.01]}],
                 "is_gold": False,
                 "status": "done",
                 "tier": "auto",
@@ -325,12 +326,8 @@ def _store_done_items(runtime, project_id: str, n: int, *, ties: int = 300) -> N
                 "settled_at": at,
             }
         )
-        preds.append(
-            {"item_id": iid, "model": "m", "model_version": "1", "probs": [0.98, 0.01, 0.01]}
-        )
     with runtime.db.session() as session:
         session.execute(insert(Item), rows)
-        session.execute(insert(Prediction), preds)
 
 
 @contextmanager
@@ -374,9 +371,12 @@ def test_export_reads_in_pages_of_a_thousand(client, admin, runtime):
     assert all("LIMIT" in s for s in item_selects), item_selects
     # The payload is never read.
     assert not any("item.payload" in s for s in item_selects)
-    # Labels and predictions: one IN query per page, not per item.
+    # Labels: one IN query per page, not per item; predictions come with the page's items.
     assert len([s for s in statements if re.search(r"\bFROM label\b", s)]) == 3
-    assert len([s for s in statements if re.search(r"\bFROM prediction\b", s)]) == 3
+    assert all("item.committee" in s for s in item_selects), item_selects
+    assert {x["external_id"]: x["predictions"] for x in lines}["bulk-01234"] == [
+        {"model": "m", "model_version": "1", "probs": [0.98, 0.01, 0.01]}
+    ]
 
 
 def test_export_generator_reads_one_page_at_a_time(client, admin, runtime):
