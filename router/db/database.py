@@ -105,6 +105,18 @@ class Database:
                 raise
 
     @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on a Core connection: `session()` without the ORM.
+
+        Committed when the block ends, rolled back on any error, as `session()`; no identity
+        map, unit of work or session events (the claimant cache's flush hook among them: a
+        block that writes project or annotator rows must tell it). For the hot paths whose
+        statements are all Core.
+        """
+        with _unavailable_on_outage(), _transaction(self.engine) as conn:
+            yield conn
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only transaction (no write lock on SQLite).
 
@@ -125,13 +137,8 @@ class Database:
         """
         if self.is_sqlite:
             engine = self.engine if write else self._read_engine
-            with _unavailable_on_outage(), engine.connect() as conn:
-                try:
-                    yield conn
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
+            with _unavailable_on_outage(), _transaction(engine) as conn:
+                yield conn
             return
         with _unavailable_on_outage(), self._autocommit_engine.connect() as conn:
             yield conn
@@ -151,6 +158,19 @@ def _forget_pool(db: Database | None) -> None:
         db.engine.dispose(close=False)
         if db._read_engine is not db.engine:
             db._read_engine.dispose(close=False)
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction of a connection (begun by its first statement): committed when the
+    block ends, rolled back on any error."""
+    with engine.connect() as conn:
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete
+from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -49,8 +49,9 @@ class StoredResponse:
     body: Any
 
 
-Recorder = Callable[[Session, int, Any], None]
-"""Stores (status, body) in the caller's transaction: the write and its answer commit together."""
+Recorder = Callable[[Session | Connection, int, Any], None]
+"""Stores (status, body) in the caller's transaction (an ORM session's, or a Core connection's):
+the write and its answer commit together."""
 
 
 class IdempotentRequest:
@@ -107,9 +108,10 @@ class IdempotentRequest:
             )
         return StoredResponse(row.status_code, row.response)
 
-    def record(self, session: Session, status_code: int, body: Any) -> None:
+    def record(self, session: Session | Connection, status_code: int, body: Any) -> None:
         """Add the response to the write's transaction; a concurrent twin makes it fail."""
         now = utcnow()
+        # In an ORM session the first statement flushes what the write added before it.
         session.execute(
             delete(IdempotencyRecord).where(
                 col(IdempotencyRecord.key_id) == self.key_id,
@@ -117,8 +119,10 @@ class IdempotentRequest:
                 col(IdempotencyRecord.expires_at) <= now,
             )
         )
-        session.add(
-            IdempotencyRecord(
+        # Inserted now: a twin that committed first fails here, inside the write's own error
+        # handling, so whatever the write did (a Redis slot taken) is undone with it.
+        session.execute(
+            insert(IdempotencyRecord).values(
                 key_id=self.key_id,
                 idempotency_key=self.key,
                 fingerprint=self.fingerprint,
@@ -128,9 +132,6 @@ class IdempotentRequest:
                 expires_at=now + timedelta(seconds=self.ttl_s),
             )
         )
-        # Flush now: a twin that committed first fails here, inside the write's own error
-        # handling, so whatever the write did (a Redis slot taken) is undone with it.
-        session.flush()
 
 
 def run_once(

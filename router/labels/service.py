@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlmodel import Session, col
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from router.auth.principal import Principal
 from router.db.database import Database, as_utc
@@ -48,7 +47,7 @@ def submit_label(
     x_annotator: str | None,
     body: LabelInput,
     *,
-    before_commit: Callable[[Session, dict[str, Any], bool], None] | None = None,
+    before_commit: Callable[[Connection, dict[str, Any], bool], None] | None = None,
     rate: RateTicket | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store a label; returns (label view, created). The same body again returns the first.
@@ -56,26 +55,29 @@ def submit_label(
     `rate` counts the request against its key's limit in the lease's own Redis call (429 over
     it, with nothing written).
 
-    `before_commit(session, view, created)` runs inside the label's transaction (the
+    `before_commit(conn, view, created)` runs inside the label's transaction (the
     Idempotency-Key response is stored there, so that it commits exactly with the label).
+
+    Every statement is Core, in a transaction of a plain connection (`Database.transaction`):
+    an ORM session's identity map, flush and events cost CPU and did nothing here. No project
+    or annotator row is written (the gold-record job suspends annotators, in its own session),
+    so the claimant cache has nothing to be told.
     """
-    with db.session() as session:
-        held = load_assignment(session, principal, assignment_id, x_annotator)
+    with db.transaction() as conn:
+        held = load_assignment(conn, principal, assignment_id, x_annotator)
         assignment = held.assignment
         # The label and the status "labeled" are written in one transaction, so only a
         # labeled assignment can have one: the lookup is skipped on the hot path.
         existing = (
-            session.execute(
-                select(Label).where(col(Label.assignment_id) == assignment.id)
-            ).scalar_one_or_none()
+            conn.execute(_EXISTING_LABEL, {"b_assignment": assignment.id}).mappings().one_or_none()
             if assignment.status == "labeled"
             else None
         )
         if existing is not None:
             if _same(existing, body):
                 if before_commit is not None:
-                    before_commit(session, _view(existing), False)
-                return _view(existing), False
+                    before_commit(conn, _view_of(existing), False)
+                return _view_of(existing), False
             msg = (
                 "this assignment already has a different label; a label cannot be changed. "
                 "Send exactly the same body to read it back"
@@ -113,7 +115,6 @@ def submit_label(
             "created_at": now,
         }
         try:
-            conn = session.connection()
             marks = {"b_assignment": assignment.id, "b_item": item_id, "b_now": now}
             if db.is_sqlite:
                 conn.execute(_INSERT_LABEL, values)
@@ -122,7 +123,7 @@ def submit_label(
             else:  # one round trip
                 conn.execute(_PG_WRITE_LABEL, {**{"l_" + k: v for k, v in values.items()}, **marks})
             if before_commit is not None:
-                before_commit(session, _view_of(values), True)
+                before_commit(conn, _view_of(values), True)
         except BaseException:
             if not held.is_gold:  # give the slot back: the label was not stored
                 store.return_slot(
@@ -164,17 +165,14 @@ def _validate(body: LabelInput, schema: LabelSchema) -> None:
         raise InvalidInput("the label cannot be accepted as sent", extra=problems)
 
 
-def _same(label: Label, body: LabelInput) -> bool:
-    return (label.label, label.confidence, label.rationale, label.duration_ms) == (
+def _same(label: Mapping[Any, Any], body: LabelInput) -> bool:
+    """Whether the stored label (its row) is the one `body` sends."""
+    return (label["label"], label["confidence"], label["rationale"], label["duration_ms"]) == (
         body.label,
         body.confidence,
         body.rationale,
         body.duration_ms,
     )
-
-
-def _view(label: Label) -> dict[str, Any]:
-    return _view_of(label.model_dump())
 
 
 _VIEW_FIELDS = (
@@ -189,7 +187,7 @@ _VIEW_FIELDS = (
 )
 
 
-def _view_of(values: dict[str, Any]) -> dict[str, Any]:
+def _view_of(values: Mapping[Any, Any]) -> dict[str, Any]:
     # Nothing about correctness: gold and routed labels answer alike.
     view = {name: values[name] for name in _VIEW_FIELDS}
     view["created_at"] = as_utc(values["created_at"]).isoformat().replace("+00:00", "Z")
@@ -200,6 +198,7 @@ _ITEM = cast("Table", Item.__table__)  # type: ignore[attr-defined]
 _LABEL = cast("Table", Label.__table__)  # type: ignore[attr-defined]
 _ASSIGNMENT = cast("Table", Assignment.__table__)  # type: ignore[attr-defined]
 _INSERT_LABEL = insert(_LABEL)
+_EXISTING_LABEL = select(_LABEL).where(_LABEL.c.assignment_id == bindparam("b_assignment"))
 _MARK_LABELED = (
     update(_ASSIGNMENT)
     .where(_ASSIGNMENT.c.id == bindparam("b_assignment"))

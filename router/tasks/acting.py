@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from typing import cast
+
+from sqlalchemy import Connection, Table, bindparam, select
 
 from router.auth.keys import Role
 from router.auth.principal import Principal
@@ -16,9 +17,9 @@ __all__ = ["acting_annotator", "check_acting", "require_active"]
 def check_acting(
     principal: Principal, project_id: str, x_annotator: str | None, annotator: Annotator | None
 ) -> Annotator:
-    """`acting_annotator` for a row already read: `annotator` is the project's row the caller
-    names (an annotator key: its own; a tool or admin key: X-Annotator), or None. Same
-    refusals, in the same order."""
+    """The annotator the caller acts for, or why it may not: `annotator` is the project's row
+    the caller names (an annotator key: its own; a tool or admin key: X-Annotator), or None
+    (`acting_annotator` reads it; `tasks/next` reads it with the project)."""
     if principal.role is Role.ANNOTATOR:
         if annotator is None:
             raise NotFound(f"project {project_id!r} not found")
@@ -41,46 +42,37 @@ def check_acting(
 
 
 def acting_annotator(
-    session: Session,
-    principal: Principal,
-    project_id: str,
-    x_annotator: str | None,
-    *,
-    lock: bool = False,
+    conn: Connection, principal: Principal, project_id: str, x_annotator: str | None
 ) -> Annotator:
-    """The annotator the caller acts for in `project_id` (404 if the caller may not know it).
+    """The annotator the caller acts for in `project_id` (404 if the caller may not know it):
+    its row read, then `check_acting`.
 
-    `lock` holds the annotator's row (FOR NO KEY UPDATE) until the transaction ends.
+    A plain holder of the row's values (never added to a session).
     """
     principal.require_project(project_id)
     if principal.role is Role.ANNOTATOR:
-        annotator = session.get(
-            Annotator, principal.annotator_id, with_for_update={"key_share": True} if lock else None
-        )
-        if annotator is None or annotator.project_id != project_id:
-            raise NotFound(f"project {project_id!r} not found")
-        if x_annotator is not None and x_annotator != annotator.external_id:
-            raise Forbidden("an annotator key acts only for its own annotator; drop X-Annotator")
-        return annotator
-    if principal.role not in (Role.TOOL, Role.ADMIN):
-        msg = (
-            f"a {principal.role.value} key may not work on tasks; use the annotator's own key "
-            "or a tool key with the header X-Annotator"
-        )
-        raise Forbidden(msg)
-    if not x_annotator:
-        raise ClientError(
-            "a tool key must name the annotator it acts for: X-Annotator: <external_id>"
-        )
-    query = select(Annotator).where(
-        col(Annotator.project_id) == project_id, col(Annotator.external_id) == x_annotator
+        query, name = _BY_ID, principal.annotator_id
+    elif principal.role in (Role.TOOL, Role.ADMIN) and x_annotator:
+        query, name = _BY_EXTERNAL_ID, x_annotator
+    else:  # may act for no one: `check_acting` says why
+        return check_acting(principal, project_id, x_annotator, None)
+    row = conn.execute(query, {"project_id": project_id, "annotator": name}).mappings().first()
+    annotator = (
+        Annotator.model_construct(**{c.name: row[c.name] for c in _ANNOTATOR.c})
+        if row is not None
+        else None
     )
-    if lock:
-        query = query.with_for_update(key_share=True)
-    annotator = session.execute(query).scalar_one_or_none()
-    if not isinstance(annotator, Annotator):
-        raise NotFound(f"annotator {x_annotator!r} not found in project {project_id!r}")
-    return annotator
+    return check_acting(principal, project_id, x_annotator, annotator)
+
+
+_ANNOTATOR = cast("Table", Annotator.__table__)  # type: ignore[attr-defined]
+_BY_ID = select(_ANNOTATOR).where(
+    _ANNOTATOR.c.id == bindparam("annotator"), _ANNOTATOR.c.project_id == bindparam("project_id")
+)
+_BY_EXTERNAL_ID = select(_ANNOTATOR).where(
+    _ANNOTATOR.c.project_id == bindparam("project_id"),
+    _ANNOTATOR.c.external_id == bindparam("annotator"),
+)
 
 
 def require_active(annotator: Annotator) -> None:

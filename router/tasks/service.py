@@ -386,14 +386,15 @@ def release_task(
 ) -> dict[str, Any]:
     """Give the item back to its queue at its priority; the annotator will not get it again."""
     with db.session() as session:
-        assignment = load_assignment(session, principal, assignment_id, x_annotator).assignment
+        conn = session.connection()
+        assignment = load_assignment(conn, principal, assignment_id, x_annotator).assignment
         status = assignment.status
         if status == "labeled":
             raise Conflict("this assignment is already labeled; there is nothing to release")
         if status == "leased":
             store.release(assignment.project_id, assignment.id)
             status = "released"
-            session.connection().execute(_RELEASE, {"b_assignment": assignment.id})
+            conn.execute(_RELEASE, {"b_assignment": assignment.id})
         return {"assignment_id": assignment.id, "status": status}
 
 
@@ -439,7 +440,7 @@ _RELEASE = (
 
 
 def load_assignment(
-    session: Session, principal: Principal, assignment_id: str, x_annotator: str | None
+    conn: Connection, principal: Principal, assignment_id: str, x_annotator: str | None
 ) -> HeldAssignment:
     """The assignment if the caller is its annotator (or a tool acting for it), else 404.
 
@@ -449,7 +450,7 @@ def load_assignment(
     the gold-record job (`router.gold.record`) and then sees it. One Core statement reads and
     locks both, and reads the item's and project's columns a label needs.
     """
-    row = session.connection().execute(_HELD, {"assignment_id": assignment_id}).mappings().first()
+    row = conn.execute(_HELD, {"assignment_id": assignment_id}).mappings().first()
     missing = NotFound(f"assignment {assignment_id!r} not found")
     if row is None:
         raise missing
@@ -468,7 +469,7 @@ def load_assignment(
         )
     # Not the caller's assignment: refuse exactly as reading the caller's annotator would.
     try:
-        acting_annotator(session, principal, assignment.project_id, x_annotator)
+        acting_annotator(conn, principal, assignment.project_id, x_annotator)
     except NotFound:
         raise missing from None
     raise missing

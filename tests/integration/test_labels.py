@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import col
 
 from router.db.models import Label
+from router.labels.service import LabelInput, submit_label
 from tests.conftest import auth
 from tests.integration.helpers import (
     annotator,
@@ -209,3 +214,47 @@ def test_a_producer_key_may_not_label(client, setup):
         headers={**auth(project["producer_key"]), "X-Annotator": "w1"},
     )
     assert resp.status_code == 403, resp.text
+
+
+def test_a_label_is_one_core_transaction_without_an_orm_session(client, setup, runtime):
+    """A label (new, or the same body again) opens one connection and one transaction, and no
+    ORM session: the session's identity map, flush and events cost CPU on every label."""
+    _project, ann, task = setup
+    principal = runtime.keys.resolve(f"Bearer {ann['api_key']}")
+    me = threading.get_ident()  # the embedded worker thread runs its jobs meanwhile
+    counts: Counter[str] = Counter()
+
+    def counter(kind):
+        def count(*_args):
+            if threading.get_ident() == me:
+                counts[kind] += 1
+
+        return count
+
+    listeners = [(OrmSession, "after_begin", counter("session"))]
+    for engine in {runtime.db.engine, runtime.db._read_engine}:
+        listeners += [
+            (engine, "begin", counter("transaction")),
+            (engine.pool, "checkout", counter("checkout")),
+        ]
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
+    seen = []
+    try:
+        for created in (True, False):
+            counts.clear()
+            _view, was_created = submit_label(
+                runtime.db,
+                runtime.assignments,
+                runtime.jobs,
+                principal,
+                task["assignment_id"],
+                None,
+                LabelInput(label="dog", confidence=0.5),
+            )
+            assert was_created is created
+            seen.append(dict(counts))
+    finally:
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
+    assert seen == [{"transaction": 1, "checkout": 1}] * 2

@@ -188,6 +188,36 @@ def test_label_key_names_the_acting_annotator(client, runtime, work):
     assert _labels(runtime, t2["assignment_id"]) == 0
 
 
+def test_a_label_response_is_stored_in_the_label_transaction(client, runtime, work, monkeypatch):
+    """As for ingest: a failure between the label and its stored answer leaves neither, and
+    the lease's slot is given back, so the retry stores the label."""
+    project, ann = work
+    task = claim(client, project, ann)
+    real = idempotency.IdempotentRequest.record
+
+    def crash(self, conn, status, body):
+        real(self, conn, status, body)
+        raise RuntimeError("process died before commit")
+
+    monkeypatch.setattr(idempotency.IdempotentRequest, "record", crash)
+    url = f"/v1/assignments/{task['assignment_id']}/label"
+    headers = {**auth(ann["api_key"]), KEY: "label-crash"}
+    assert client.post(url, json={"label": "cat"}, headers=headers).status_code == 500
+    assert _labels(runtime, task["assignment_id"]) == 0
+    with runtime.db.read() as session:
+        stored = session.execute(
+            select(func.count())
+            .select_from(IdempotencyRecord)
+            .where(col(IdempotencyRecord.idempotency_key) == "label-crash")
+        ).scalar_one()
+    assert stored == 0
+    monkeypatch.setattr(idempotency.IdempotentRequest, "record", real)
+    retry = client.post(url, json={"label": "cat"}, headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert "Idempotent-Replayed" not in retry.headers
+    assert _labels(runtime, task["assignment_id"]) == 1
+
+
 def test_concurrent_duplicate_labels_store_one_label(client, runtime, work):
     project, ann = work
     task = claim(client, project, ann)
