@@ -38,8 +38,9 @@ _SUM_TOLERANCE = 1e-6
 _MAX_COMMITTEE = 64
 
 
-@dataclass(frozen=True, slots=True)
-class ItemPrediction:
+class ItemPrediction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One committee member's prediction, as sent (and as the fast path decodes it)."""
+
     model: str
     model_version: str
     probs: list[float]
@@ -138,16 +139,10 @@ def _parse_checked(
 # --------------------------------------------------------------------------------------------
 
 
-class _PredictionIn(msgspec.Struct, forbid_unknown_fields=True):
-    model: str
-    model_version: str
-    probs: list[float]
-
-
 class _ItemIn(msgspec.Struct, forbid_unknown_fields=True):
     external_id: str
     payload: dict[str, Any]
-    predictions: list[_PredictionIn] | None = None
+    predictions: list[ItemPrediction] | None = None
     provenance: dict[str, Any] | None = None
 
 
@@ -191,12 +186,11 @@ def _parse_valid(
         payload_json = _ENCODER.encode(it.payload)
         if len(payload_json) > max_payload_bytes:
             return None
-        predictions: list[ItemPrediction] = []
-        if it.predictions:
-            if len(it.predictions) > _MAX_COMMITTEE:
+        predictions = it.predictions or []
+        if predictions:
+            if len(predictions) > _MAX_COMMITTEE:
                 return None
-            seen: set[tuple[str, str]] = set()
-            for p in it.predictions:
+            for p in predictions:
                 model, version = p.model, p.model_version
                 if (
                     len(p.probs) != k
@@ -204,12 +198,11 @@ def _parse_valid(
                     or len(version) > _MAX_MODEL_LEN
                     or not model.strip()
                     or not version.strip()
-                    or (model, version) in seen
                 ):
                     return None
-                seen.add((model, version))
                 probs.append(p.probs)
-                predictions.append(ItemPrediction(model, version, p.probs))
+            if len({(p.model, p.model_version) for p in predictions}) != len(predictions):
+                return None  # a model twice
         provenance = it.provenance
         if provenance is not None:
             for key in _PROVENANCE_STRINGS:
