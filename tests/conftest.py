@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +58,32 @@ def fx_pg_url() -> Iterator[str | None]:
     if not _PG_URL:
         yield None
         return
+    with own_pg_database(f"labelrouter_test_{os.getpid()}") as url:
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        yield url
+
+
+@contextmanager
+def own_pg_database(name: str) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database `name` beside ROUTER_TEST_DATABASE_URL's,
+    created for the block and dropped after it."""
+    assert _PG_URL
     base = make_url(_PG_URL)
-    name = f"labelrouter_test_{os.getpid()}"
-    admin = Database(base.render_as_string(hide_password=False))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = base.set(database=name).render_as_string(hide_password=False)
-    db = Database(url)
-    upgrade(db)
-    db.dispose()
-    yield url
-    admin = Database(base.render_as_string(hide_password=False))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+    def admin(statement: str) -> None:
+        db = Database(base.render_as_string(hide_password=False))
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(statement))
+        db.dispose()
+
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _truncate_all(db: Database) -> None:

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 
 from router.db.database import Database
 from router.db.migrate import alembic_config, upgrade
+from tests.conftest import own_pg_database
 
 _PG_URL = os.environ.get("ROUTER_TEST_DATABASE_URL")
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,19 +28,10 @@ def fx_fresh_db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
         yield db
         db.dispose()
         return
-    assert _PG_URL
-    base = make_url(_PG_URL)
-    name = f"labelrouter_migration_{os.getpid()}"
-    admin = Database(base.render_as_string(hide_password=False))
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(base.set(database=name).render_as_string(hide_password=False))
-    yield db
-    db.dispose()
-    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_pg_database(f"labelrouter_migration_{os.getpid()}") as url:
+        db = Database(url)
+        yield db
+        db.dispose()
 
 
 def _downgrade(db: Database, revision: str) -> None:
