@@ -47,12 +47,12 @@ class ItemPrediction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def committee_column(predictions: list[ItemPrediction]) -> list[dict[str, Any]] | None:
-    """What an item's `committee` column stores for these predictions (None for none)."""
+    """What an item's `committee` column stores for these predictions (None for none): the
+    Structs' own encoding, as ingest writes them."""
     if not predictions:
         return None
-    return [
-        {"model": p.model, "model_version": p.model_version, "probs": p.probs} for p in predictions
-    ]
+    built: list[dict[str, Any]] = msgspec.to_builtins(predictions)
+    return built
 
 
 @dataclass(frozen=True, slots=True)
