@@ -152,12 +152,13 @@ if not gold_only then
 end
 if gold_item then
   if item then
-    -- The routed claim's calls, as reads (a gold lease takes no slot): serving gold must not
-    -- be quicker than serving the routed item found beside it.
-    if tonumber(redis.call('HGET', fk(p, item), item) or '0') - 1 <= 0 then
-      redis.call('ZSCORE', p .. 'q:' .. tier, item)
+    -- The routed claim's writes, changing nothing (a gold lease takes no slot; a found item
+    -- was opened, so both its counts exist): serving gold must not be quicker than serving
+    -- the routed item found beside it.
+    if redis.call('HINCRBY', fk(p, item), item, 0) - 1 <= 0 then
+      redis.call('ZADD', p .. 'q:' .. tier, 'XX', prio, item)
     end
-    redis.call('HGET', lk(p, item), item)
+    redis.call('HINCRBY', lk(p, item), item, 0)
   end
   return lease(gold_item, 'gold', '0')
 end

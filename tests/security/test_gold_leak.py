@@ -1,7 +1,8 @@
 """Gold leak: over 1,000+ claims, nothing an annotator receives tells gold from routed work.
 
 Same key sets and identifier formats, indistinguishable response size and latency
-distributions (two-sample Kolmogorov-Smirnov, p > 0.01), and label responses of the same
+distributions (two-sample Kolmogorov-Smirnov, p > 0.01; a figure under it is sampled again,
+and a leak shows in both samples), and label responses of the same
 shape with no correctness feedback. Gold payloads are drawn from the same distribution as
 the others, as a careful ops team would make them; then only the service could give gold away.
 """
@@ -15,6 +16,7 @@ import string
 import time
 from typing import Any
 
+import fakeredis
 import pytest
 from scipy.stats import ks_2samp
 from sqlalchemy import event
@@ -45,7 +47,21 @@ def _routing() -> dict[str, Any]:
 
 @pytest.mark.timing
 def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs, backend):
-    rng = random.Random(8)
+    """A leak shows in every sample; a p-value under P_MIN by chance (one run in a hundred
+    per figure, even with identical distributions) does not come back in a second,
+    independent sample: a figure under P_MIN is drawn again, on a new project, and must
+    clear it there (a chance failure is then one in ten thousand)."""
+    report = _timing_report(client, admin, jobs, backend, seed=8)
+    low = sorted(name for name, p in report.items() if p <= P_MIN)
+    if low:
+        again = _timing_report(client, admin, jobs, backend, seed=9)
+        assert all(again[name] > P_MIN for name in low), (report, again)
+
+
+def _timing_report(client, admin, jobs, backend, seed: int) -> dict[str, float]:
+    """Claims and labels of 20 annotators over gold and routed work: the formats checked,
+    and the KS p-value of each figure (sizes, latencies), gold against routed."""
+    rng = random.Random(seed)
     project = new_project(client, admin, routing=_routing())
     pid = project["id"]
     gold = client.post(
@@ -165,7 +181,7 @@ def test_gold_and_routed_work_are_indistinguishable(client, admin, jobs, backend
         for name in ("claim latency", "label latency")
     }
     print("median ms (gold, routed):", {k: f"{g:.3f}, {r:.3f}" for k, (g, r) in medians.items()})
-    assert all(p > P_MIN for p in report.values()), report
+    return report
 
 
 def test_gold_and_routed_labels_issue_the_same_statements(client, admin, jobs, runtime):
@@ -247,3 +263,61 @@ def test_gold_and_routed_labels_issue_the_same_statements(client, admin, jobs, r
     assert seen[True][0] == seen[False][0]
     assert seen[True][1] == seen[False][1]
     assert any("INSERT INTO LABEL" in s.upper() for s in seen[True][0])
+
+
+@pytest.mark.parametrize("free_slots", [3, 1])
+def test_gold_and_routed_claims_make_alike_redis_calls(monkeypatch, free_slots):
+    """Inside the claim script, serving gold makes the routed claim's calls (writes that
+    change nothing, where the routed claim takes a slot), so that on the embedded
+    fakeredis, where a call costs ~10 us and a write more than a read, neither is quicker;
+    and the gold claim leaves the routed item's queue and counts as they were."""
+    from fakeredis.commands_mixins.scripting_mixin import ScriptingCommandsMixin
+
+    from router.queueing.assignments import AssignmentStore
+
+    redis = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    store = AssignmentStore(redis)
+    store.open_item("p", "routed-item", tier="crowd", priority=0.7, wanted=free_slots)
+    store.add_gold("p", ["gold-item"])
+    calls: list[str] = []
+    real_call = ScriptingCommandsMixin._lua_redis_call
+
+    def recording(self, lua_runtime, expected_globals, op, *args):
+        calls.append(bytes(op).decode().upper())
+        return real_call(self, lua_runtime, expected_globals, op, *args)
+
+    monkeypatch.setattr(ScriptingCommandsMixin, "_lua_redis_call", recording)
+
+    def claim(annotator: str, want_gold: bool) -> tuple[str | None, list[str]]:
+        calls.clear()
+        got = store.claim(
+            "p",
+            assignment_id=f"as-{annotator}",
+            annotator_id=annotator,
+            tiers=["crowd"],
+            now_ms=1_000,
+            lease_ms=60_000,
+            want_gold=want_gold,
+            gold_only=False,
+            gold_pick=0.0,
+        )
+        return got.tier, list(calls)
+
+    def routed_state() -> tuple[Any, ...]:
+        return (
+            redis.zrange("lr:{p}:q:crowd", 0, -1, withscores=True),
+            redis.hgetall("lr:{p}:free:ro"),
+            redis.hgetall("lr:{p}:leased:ro"),
+        )
+
+    before = routed_state()
+    gold_tier, gold_calls = claim("a1", want_gold=True)
+    assert gold_tier == "gold"
+    assert routed_state() == before
+    routed_tier, routed_calls = claim("a2", want_gold=False)
+    assert routed_tier == "crowd"
+    assert len(gold_calls) == len(routed_calls)
+    writes = {"HINCRBY", "ZADD", "ZREM", "HSET", "SADD"}
+    assert sum(c in writes for c in gold_calls) == sum(c in writes for c in routed_calls)
+    if free_slots > 1:
+        assert gold_calls == routed_calls
