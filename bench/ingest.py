@@ -186,6 +186,8 @@ class RunResult:
     server_cpu_drain_s: float | None
     client_cpu_ingest_s: float
     server_startup_s: float
+    server_settle_s: float
+    """From ready until every server process had finished starting (nothing is sent before)."""
     database_cpu_ingest_s: float | None = None
     database_cpu_drain_s: float | None = None
     redis_cpu_ingest_s: float | None = None
@@ -385,6 +387,7 @@ def run_once(
         server_cpu_drain_s=None if cpu1 is None or cpu2 is None else cpu2 - cpu1,
         client_cpu_ingest_s=ccpu1 - ccpu0,
         server_startup_s=server.startup_s,
+        server_settle_s=server.settle_s,
         load_avg_before=load,
         database_cpu_ingest_s=_delta(svc0, svc1, "database"),
         database_cpu_drain_s=_delta(svc1, svc2, "database"),
@@ -421,6 +424,7 @@ def _summarize(runs: list[RunResult]) -> dict[str, Any]:
         "server_cpu_drain_s",
         "client_cpu_ingest_s",
         "server_startup_s",
+        "server_settle_s",
         "database_cpu_ingest_s",
         "database_cpu_drain_s",
         "redis_cpu_ingest_s",
@@ -476,7 +480,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 runs[column].append(result)
                 print(
                     f"    {result.items_per_s:,.0f} items/s, p50 {result.latency_p50_ms:,.0f} ms, "
-                    f"p99 {result.latency_p99_ms:,.0f} ms, drain {_fmt(result.drain_s, '.2f')} s",
+                    f"p99 {result.latency_p99_ms:,.0f} ms, drain {_fmt(result.drain_s, '.2f')} s "
+                    f"(server settled {result.server_settle_s:.1f} s after ready)",
                     flush=True,
                 )
     summary = {column: _summarize(rs) for column, rs in runs.items()}

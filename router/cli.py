@@ -73,10 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 0
     from router.app import create_app
+    from router.heap import settle_heap
     from workers.embedded import start_embedded
 
     background = start_embedded if (embedded or args.with_worker) else None
     app = create_app(settings, background=background)
+    settle_heap()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 
@@ -84,11 +86,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def production_app() -> object:
     """Factory for multi-process serving: each process builds its own runtime."""
     from router.app import create_app
+    from router.heap import settle_heap
 
-    return create_app()
+    app = create_app()
+    settle_heap()
+    return app
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from router.heap import settle_heap
     from router.runtime import get_runtime
     from router.startup import prepare
     from workers.worker import run_worker
@@ -102,6 +108,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return 2
     prepare(rt)
+    import workers.jobs  # noqa: F401  (the job functions, imported before the heap is settled)
+
+    settle_heap()
     run_worker(rt, burst=args.burst)
     return 0
 
