@@ -7,12 +7,14 @@ Redis (a dedicated database and Redis db number, emptied before every test).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fakeredis
 import pytest
@@ -35,11 +37,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _PG_URL = os.environ.get("ROUTER_TEST_DATABASE_URL")
 _REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL")
 BACKENDS = ["embedded"] + (["real"] if _PG_URL or _REDIS_URL else [])
-
-
-def _worker_index() -> int:
-    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(name[2:]) if name.startswith("gw") else 0
 
 
 @pytest.fixture(name="sqlite_template", scope="session")
@@ -147,9 +144,36 @@ def fx_runtime(settings: Settings) -> Iterator[Runtime]:
 
 
 def _redis_db_url(url: str) -> str:
-    """A Redis db number of its own per test process (15, 14, ... under xdist)."""
+    """`url` on a Redis db number of this test process's own (`redis_db`)."""
     base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url.rstrip("/")
-    return f"{base}/{15 - _worker_index() % 15}"
+    return f"{base}/{redis_db()}"
+
+
+# Not 0 (the db CI and a local `serve` are pointed at) nor 7 (the README's bench db).
+_TEST_REDIS_DBS = [db for db in range(15, 0, -1) if db != 7]
+_held_redis_db: tuple[int, IO[str]] | None = None
+
+
+def redis_db() -> int:
+    """A Redis db number no other test process on this machine uses, held until this process
+    exits: every test flushes its db, and two suites may run at once (a developer's and CI's,
+    each with two xdist workers). The first db whose lock file this process can take."""
+    global _held_redis_db
+    if _held_redis_db is None:
+        lock_dir = Path(tempfile.gettempdir())
+        for db in _TEST_REDIS_DBS:
+            handle = (lock_dir / f"labelrouter-test-redis-db{db}.lock").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _held_redis_db = (db, handle)
+            break
+        else:
+            msg = f"every test Redis db ({_TEST_REDIS_DBS}) is held by another test process"
+            raise RuntimeError(msg)
+    return _held_redis_db[0]
 
 
 @pytest.fixture(name="app")

@@ -12,6 +12,7 @@ import pytest
 from redis import Redis
 
 from router.queueing.assignments import AssignmentStore
+from tests.conftest import _redis_db_url
 
 _REDIS_URL = os.environ.get("ROUTER_TEST_REDIS_URL")
 
@@ -22,8 +23,7 @@ def fx_redis(request: pytest.FixtureRequest) -> Iterator[Redis]:
         yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
         return
     assert _REDIS_URL is not None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    r: Redis = Redis.from_url(_REDIS_URL.rsplit("/", 1)[0] + f"/{12 - int(worker[2:] or 0)}")
+    r: Redis = Redis.from_url(_redis_db_url(_REDIS_URL))
     r.flushdb()
     yield r
     r.flushdb()
