@@ -259,7 +259,7 @@ def list_items(
                 ),
             )
         query = query.order_by(col(Item.created_at), col(Item.id)).limit(limit + 1)
-        if status == "queued" and tier is None and not db.is_sqlite:
+        if status in (None, "queued") and tier is None and not db.is_sqlite:
             session.execute(_NO_SORT)
         rows = list(session.execute(query))
     more = len(rows) > limit
@@ -302,13 +302,14 @@ def item_view(item: Item | Row[Any], *, with_gold_flag: bool) -> dict[str, Any]:
     return view
 
 
-# Sent (PostgreSQL) before listing queued items, for the rest of the read transaction: read
-# them in listing order from ix_item_queued_created rather than sort them. Without column
-# statistics (a fresh table, before autovacuum analyzes it) the planner estimates one queued
-# row, for which reading in order saves nothing over sorting, and it read the shallower
-# (project_id, status, tier) index, whose repeated keys are deduplicated, then sorted every
-# queued row. Not with a tier filter: that index can answer it from its three columns (queued
-# items have no tier), where the queued index would be read to its end.
+# Sent (PostgreSQL) before listing queued items, or all items, for the rest of the read
+# transaction: read them in listing order from ix_item_queued_created (or
+# ix_item_project_created) rather than sort them. Without column statistics (a fresh table,
+# before autovacuum analyzes it) the planner estimates one queued row, for which reading in
+# order saves nothing over sorting, and it read the shallower (project_id, status, tier) index,
+# whose repeated keys are deduplicated, then sorted every queued row (every item of the project,
+# unfiltered). Not with a tier filter: that index can answer it from its three columns (queued
+# items have no tier), where an index in listing order would be read to its end.
 _NO_SORT = text("SET LOCAL enable_sort = off")
 
 # What item_view reads: a listing selects these, not the payload and provenance it would

@@ -1,7 +1,8 @@
 """Listing queued items (`status=queued`, what dashboards and producers poll to see a backlog
 drain) reads its page from the partial index ix_item_queued_created, with no sort, whatever the
 backlog and whether or not the database has statistics; and cursor paging through a backlog
-that is being routed meanwhile lists each item once, in (created_at, id) order.
+that is being routed meanwhile lists each item once, in (created_at, id) order. The unfiltered
+listing likewise reads (project_id, created_at, id) in order.
 
 Run on SQLite and (when ROUTER_TEST_DATABASE_URL is set) PostgreSQL, each on a database of its
 own: fresh, so without statistics until the test runs ANALYZE.
@@ -121,9 +122,16 @@ def _fresh_database(kind: str, tmp_path) -> Iterator[Database]:
         db.dispose()
 
 
-def _list(db: Database, role: Role, *, cursor: str | None = None, limit: int = 1) -> ItemPage:
+def _list(
+    db: Database,
+    role: Role,
+    *,
+    cursor: str | None = None,
+    limit: int = 1,
+    status: str | None = "queued",
+) -> ItemPage:
     actor = Principal(key_id="k", role=role, project_id=_PROJECT)
-    return list_items(db, actor, _PROJECT, status="queued", tier=None, cursor=cursor, limit=limit)
+    return list_items(db, actor, _PROJECT, status=status, tier=None, cursor=cursor, limit=limit)
 
 
 @contextmanager
@@ -172,19 +180,22 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def _assert_reads_the_queued_index(db: Database, sent: list[tuple[str, Any]]) -> None:
+def _assert_reads_in_order(
+    db: Database, sent: list[tuple[str, Any]], index: str = "ix_item_queued_created"
+) -> None:
+    """The listing among `sent` reads `index` in listing order and sorts nothing."""
     if db.is_sqlite:
         listing, params = sent[-1]
         assert "FROM item" in listing
         with db.engine.connect() as conn:
             details = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + listing, params)]
-        assert any("USING INDEX ix_item_queued_created" in d for d in details), details
+        assert any(f"USING INDEX {index}" in d for d in details), details
         assert not any("TEMP B-TREE" in d for d in details), details
         return
     for plan in _pg_plans(db, sent):
         nodes = list(_nodes(plan))
         assert not [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")], plan
-        assert [n for n in nodes if n.get("Index Name") == "ix_item_queued_created"], plan
+        assert [n for n in nodes if n.get("Index Name") == index], plan
 
 
 def test_queued_listing_reads_the_queued_index_without_sorting(backlog: Backlog) -> None:
@@ -202,7 +213,29 @@ def test_queued_listing_reads_the_queued_index_without_sorting(backlog: Backlog)
                     page = _list(db, role, cursor=cursor, limit=limit)
                 start = 4321 if cursor else 0
                 assert [i["id"] for i in page.items] == backlog.queued[start : start + limit]
-                _assert_reads_the_queued_index(db, sent)
+                _assert_reads_in_order(db, sent)
+
+
+def test_listing_every_item_reads_the_creation_index_without_sorting(backlog: Backlog) -> None:
+    """No status, no tier: the page is read from (project_id, created_at, id) in order, not
+    sorted out of the whole project (what PostgreSQL did without statistics)."""
+    db = backlog.db
+    everything = sorted(
+        (at, item_id) for item_id, at in backlog.created_at.items()
+    )  # routed and queued alike
+    last = everything[4320][1]
+    mid_batch = encode_cursor(backlog.created_at[last], last)
+    for with_statistics in (False, True):
+        if with_statistics:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        for cursor, limit in ((None, 1), (None, 100), (mid_batch, 100)):
+            with _statements_sent() as sent:
+                page = _list(db, Role.OPS, cursor=cursor, limit=limit, status=None)
+            start = 4321 if cursor else 0
+            want = [item_id for _, item_id in everything[start : start + limit]]
+            assert [i["id"] for i in page.items] == want
+            _assert_reads_in_order(db, sent, "ix_item_project_created")
 
 
 def test_paging_through_the_backlog_while_it_is_routed(backlog: Backlog) -> None:
