@@ -4,41 +4,15 @@ SQLite and (when configured) PostgreSQL, keeping every prediction and its order.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
-from alembic import command
 from sqlalchemy import text
 
 from router.db.database import Database
-from router.db.migrate import alembic_config, upgrade
-from tests.conftest import own_pg_database
+from router.db.migrate import upgrade
+from tests.integration.migrations import downgrade, fx_fresh_db  # noqa: F401
 
-_PG_URL = os.environ.get("ROUTER_TEST_DATABASE_URL")
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(name="fresh_db", params=["sqlite"] + (["postgresql"] if _PG_URL else []))
-def fx_fresh_db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
-    """An empty database of its own (the suite's shared ones are already at head)."""
-    if request.param == "sqlite":
-        db = Database(f"sqlite:///{tmp_path / 'm.db'}")
-        yield db
-        db.dispose()
-        return
-    with own_pg_database(f"labelrouter_migration_{os.getpid()}") as url:
-        db = Database(url)
-        yield db
-        db.dispose()
-
-
-def _downgrade(db: Database, revision: str) -> None:
-    cfg = alembic_config(db)
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
 
 
 def _predictions(db: Database) -> list[tuple[str, str, str, list[float]]]:
@@ -104,7 +78,7 @@ def test_predictions_move_into_the_item_and_back(fresh_db: Database) -> None:
         tables = set(db.engine.dialect.get_table_names(conn))
     assert "prediction" not in tables
 
-    _downgrade(db, "0008")
+    downgrade(db, "0008")
     after = _predictions(db)
     # The same predictions, each item's in the same order (ids are renumbered by item).
     assert sorted(after) == sorted(before)
