@@ -149,9 +149,7 @@ def route_batch(db: Database, store: AssignmentStore, batch_id: str) -> dict[str
     """Score and route the batch's items that are still queued. Safe to run twice."""
     opened: list[tuple[str, str, float, int]] = []  # (item, tier, priority, labels wanted)
     with db.session() as session:
-        project_id = session.execute(
-            select(col(Item.project_id)).where(col(Item.batch_id) == batch_id).limit(1)
-        ).scalar_one_or_none()
+        project_id = session.execute(_BATCH_PROJECT, {"batch_id": batch_id}).scalar_one_or_none()
         if project_id is None:
             return {"batch_id": batch_id, "routed": 0}
         # Routing of one project is serialized so that expert capacity is never overshot, and
@@ -270,6 +268,18 @@ _COMMITTEES = {
     for postgresql in (False, True)
 }
 """The committees of the items listed in `ids`, per dialect (PostgreSQL or not)."""
+# The project of a batch. By every status an item may have, then the batch: both columns of
+# ix_item_status_batch, so one seek per status (by batch alone the index was read whole, for
+# every job). Not `status = 'queued'`: with LIMIT 1 the planner may then prefer walking the
+# queued items' partial index until one of the batch turns up.
+_BATCH_PROJECT = (
+    select(_ITEM.c.project_id)
+    .where(
+        _ITEM.c.status.in_(("queued", "routed", "done")),
+        _ITEM.c.batch_id == bindparam("batch_id"),
+    )
+    .limit(1)
+)
 # Only what routing needs: the items' JSON payloads would cost more to decode than the rest
 # of routing.
 _QUEUED_IN_BATCH = select(_ITEM.c.id, _ITEM.c.external_id, _COMMITTEE_TEXT).where(
